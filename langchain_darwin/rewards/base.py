@@ -1,0 +1,33 @@
+"""The reward-model protocol: score (original conversation, answers) -> floats, batched."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+#: A conversation as plain data: [{"role": "system"|"user"|"assistant", "content": str}, ...].
+Conversation = Sequence[dict[str, str]]
+
+
+class RewardModel(ABC):
+    """Anything that scores candidate answers to one conversation.
+
+    Rewards add and scale: ``0.7 * relevance + 0.3 * tone`` is a reward too.
+    """
+
+    @abstractmethod
+    def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
+        """One float per answer, higher is better, for answers to ``conversation``
+        (which ends with the user turn being answered)."""
+
+    def __add__(self, other: RewardModel) -> RewardModel:
+        from langchain_darwin.rewards.weighted import WeightedReward
+
+        return WeightedReward.of(self) + WeightedReward.of(other)
+
+    def __mul__(self, weight: float) -> RewardModel:
+        from langchain_darwin.rewards.weighted import WeightedReward
+
+        return WeightedReward([(float(weight), self)])
+
+    __rmul__ = __mul__
