@@ -56,6 +56,7 @@ def _config(tokenizer: PreTrainedTokenizerFast, **extra: object) -> LlamaConfig:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
+        initializer_range=0.3,
         **extra,
     )
 

@@ -1,0 +1,232 @@
+"""The local transformers engine: batched decoding over per-row KV caches."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import inspect
+
+import torch
+from transformers import (
+    DynamicCache,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+)
+
+from langchain_darwin.policy.base import ExtendOutcome, RowRequest, RowResult, Sampling, Work
+from langchain_darwin.policy.kv_session import CachedRow, KVSession, RowKV, stack_rows, unstack_row
+
+
+class TransformersPolicy:
+    """A Hugging Face causal LM as DARWIN's policy. Thread-safe: all per-run state lives in
+    the :class:`KVSession` a run owns; the model is only read."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        eos = model.generation_config.eos_token_id if model.generation_config else None
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            eos_ids.add(tokenizer.eos_token_id)
+        self.eos_token_ids = frozenset(eos_ids)
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.context_window: int | None = getattr(model.config, "max_position_embeddings", None)
+        # transformers renamed the cache argument of ``forward``; use whichever this one takes.
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+
+    # -- text <-> tokens -------------------------------------------------------------
+    def render(self, conversation: Sequence[Mapping[str, str]], **template_kwargs: object) -> list[int]:
+        text = self.tokenizer.apply_chat_template(
+            list(conversation), add_generation_prompt=True, tokenize=False, **template_kwargs
+        )
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(tokens), skip_special_tokens=True)
+
+    def new_session(self, reuse_cache: bool = True) -> KVSession:
+        return KVSession(reuse_cache=reuse_cache)
+
+    # -- decoding --------------------------------------------------------------------
+    @torch.inference_mode()
+    def extend(
+        self,
+        session: KVSession,
+        rows: Mapping[str, RowRequest],
+        sampling: Sampling,
+        *,
+        commit: bool = True,
+    ) -> ExtendOutcome:
+        outcome = ExtendOutcome()
+        if not rows:
+            if commit:
+                session.clear()
+            return outcome
+        if not session.reuse_cache:
+            session.clear()
+        for key, req in rows.items():
+            if len(req.tokens) < 1:
+                raise ValueError(f"row {key!r} has no context tokens to continue from")
+        keys = list(rows)
+        kvs = self._prefill(session, {k: rows[k] for k in keys}, outcome.work)
+        stored = self._decode(keys, rows, kvs, sampling, outcome)
+        if commit:
+            session.rows = stored
+        return outcome
+
+    def _prefill(
+        self, session: KVSession, rows: Mapping[str, RowRequest], work: Work
+    ) -> dict[str, RowKV]:
+        """Bring every row's cache up to all of its context but the last token.
+
+        The longest prefix already cached (by this row or any other) is reused; rows whose
+        pending context is identical are prefilled once.
+        """
+        plans: dict[str, tuple[RowKV, list[int]]] = {}
+        for key, req in rows.items():
+            context = list(req.tokens[:-1])
+            source, kept = session.best_prefix(context)
+            kv = source.prefix(kept) if source is not None and kept else []
+            plans[key] = (kv, context)
+        todo: dict[tuple[int, ...], list[str]] = {}
+        result: dict[str, RowKV] = {}
+        for key, (kv, context) in plans.items():
+            kept = kv[0][0].shape[1] if kv else 0
+            if kept == len(context):
+                result[key] = kv
+            else:
+                todo.setdefault(tuple(context), []).append(key)
+        if todo:
+            groups = list(todo.values())
+            leaders = [g[0] for g in groups]
+            filled = self._forward_pending(leaders, [plans[k] for k in leaders], work)
+            for group, kv in zip(groups, filled, strict=True):
+                for key in group:
+                    result[key] = kv
+        return result
+
+    def _forward_pending(
+        self, keys: Sequence[str], plans: Sequence[tuple[RowKV, list[int]]], work: Work
+    ) -> list[RowKV]:
+        """One batched forward over every row's uncached context (left-padded twice:
+        before the cached part and before the pending part; the mask hides both)."""
+        kept = [kv[0][0].shape[1] if kv else 0 for kv, _ in plans]
+        pending = [ctx[n:] for n, (_, ctx) in zip(kept, plans, strict=True)]
+        width_kept, width_new = max(kept), max(len(p) for p in pending)
+        cache, mask_kept = stack_rows([kv for kv, _ in plans], width_kept)
+        device = self.model.device
+        ids = torch.full((len(plans), width_new), self.pad_token_id, dtype=torch.long)
+        mask_new = torch.zeros(len(plans), width_new, dtype=torch.long)
+        pos = torch.zeros(len(plans), width_new, dtype=torch.long)
+        for i, p in enumerate(pending):
+            if p:
+                ids[i, width_new - len(p) :] = torch.tensor(p)
+                mask_new[i, width_new - len(p) :] = 1
+                pos[i, width_new - len(p) :] = torch.arange(kept[i], kept[i] + len(p))
+            work.add_prefill(keys[i], len(p))
+        mask = torch.cat([mask_kept.to(device), mask_new.to(device)], dim=1)
+        self.model(
+            input_ids=ids.to(device),
+            attention_mask=mask,
+            position_ids=pos.to(device),
+            use_cache=True,
+            **{self._cache_arg: cache},
+        )
+        return [unstack_row(cache, mask, i) for i in range(len(plans))]
+
+    def _decode(
+        self,
+        keys: list[str],
+        rows: Mapping[str, RowRequest],
+        kvs: Mapping[str, RowKV],
+        sampling: Sampling,
+        outcome: ExtendOutcome,
+    ) -> dict[str, CachedRow]:
+        """Sample token by token; rows leave the batch as they finish or use their budget."""
+        device = self.model.device
+        active = [k for k in keys if rows[k].max_new > 0]
+        stored: dict[str, CachedRow] = {}
+        for key in keys:
+            outcome.rows[key] = RowResult(new_tokens=[], ended=False)
+            if rows[key].max_new <= 0:
+                stored[key] = CachedRow(list(rows[key].tokens[:-1]), list(kvs[key]))
+        if not active:
+            return stored
+        width = max(len(rows[k].tokens) - 1 for k in active)
+        cache, mask = stack_rows([kvs[k] for k in active], width)
+        mask = mask.to(device)
+        last = torch.tensor([[rows[k].tokens[-1]] for k in active], device=device)
+        positions = torch.tensor([[len(rows[k].tokens) - 1] for k in active], device=device)
+        generator = torch.Generator(device=device).manual_seed(sampling.seed)
+        warpers = self._warpers(sampling)
+        while active:
+            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+            logits = self.model(
+                input_ids=last,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                **{self._cache_arg: cache},
+            ).logits[:, -1, :].float()
+            for key in active:
+                outcome.work.add_decode(key, 1)
+            nxt = self._sample(logits, sampling, warpers, generator)
+            keep: list[int] = []
+            for i, key in enumerate(active):
+                token = int(nxt[i])
+                result = outcome.rows[key]
+                if token in self.eos_token_ids:
+                    result.ended = True
+                    continue
+                result.new_tokens.append(token)
+                if len(result.new_tokens) < rows[key].max_new:
+                    keep.append(i)
+                else:
+                    stored[key] = self._store(rows[key], result, cache, mask, i)
+            if not any(not rows[active[i]].rider for i in keep):
+                for i in keep:
+                    key = active[i]
+                    stored[key] = self._store(rows[key], outcome.rows[key], cache, mask, i)
+                break
+            if len(keep) < len(active):
+                index = torch.tensor(keep, device=device)
+                cache.batch_select_indices(index)
+                mask, nxt, positions = mask[index], nxt[index], positions[index]
+                active = [active[i] for i in keep]
+            last = nxt.view(-1, 1)
+            positions = positions + 1
+        return stored
+
+    @staticmethod
+    def _store(
+        req: RowRequest, result: RowResult, cache: DynamicCache, mask: torch.Tensor, index: int
+    ) -> CachedRow:
+        tokens = list(req.tokens) + result.new_tokens
+        return CachedRow(tokens[:-1], unstack_row(cache, mask, index))
+
+    @staticmethod
+    def _warpers(sampling: Sampling) -> LogitsProcessorList:
+        warpers = LogitsProcessorList()
+        if sampling.temperature > 0:
+            if sampling.temperature != 1.0:
+                warpers.append(TemperatureLogitsWarper(sampling.temperature))
+            if sampling.top_k > 0:
+                warpers.append(TopKLogitsWarper(sampling.top_k))
+        return warpers
+
+    @staticmethod
+    def _sample(
+        logits: torch.Tensor,
+        sampling: Sampling,
+        warpers: LogitsProcessorList,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        if sampling.temperature == 0:
+            return logits.argmax(dim=-1)
+        scores = warpers(None, logits)
+        probs = torch.softmax(scores, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).view(-1)
