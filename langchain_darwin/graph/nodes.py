@@ -1,0 +1,376 @@
+"""The steps of DARWIN, one node each: seed, mutate, decode_chunk, score, select_replace,
+update_archive, finish. Nodes read and return plain data; models and caches come from the
+run context. The loops live in ``builder.py``."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+import warnings
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from langchain_darwin import archive as archive_ops
+from langchain_darwin.config import DarwinConfig
+from langchain_darwin.graph.draws import keyed_rng, keyed_seed
+from langchain_darwin.graph.progress import emit
+from langchain_darwin.graph.state import Beam, Best, DarwinContext, DarwinState, new_beam
+from langchain_darwin.mutation import ORIGINAL, mutation_prompt, select_instructions
+from langchain_darwin.policy.base import ExtendOutcome, RowRequest, Sampling
+
+SEED_ROW = "seed"
+PHASES = ("seed", "mutation", "beams", "look_ahead")
+#: Ceiling on a mutation reply, in tokens beyond the instruction's own length.
+MUTATION_SLACK = 48
+
+
+def config_of(state: DarwinState) -> DarwinConfig:
+    return DarwinConfig.model_validate(state["config"])
+
+
+def with_instruction(conversation: list[dict[str, str]], instruction: str) -> list[dict[str, str]]:
+    """The conversation with its last user turn replaced: earlier turns stay as context."""
+    out = [dict(m) for m in conversation]
+    out[-1]["content"] = instruction
+    return out
+
+
+def answer_text(ctx: DarwinContext, tokens: list[int], stop: list[str] | None) -> str:
+    text = ctx.policy.detokenize(tokens)
+    for s in stop or ():
+        cut = text.find(s)
+        if cut >= 0:
+            text = text[:cut]
+    return text
+
+
+def _sampling(cfg: DarwinConfig, state: DarwinState, *purpose: object) -> Sampling:
+    seed = keyed_seed(state["seed_value"], state.get("cycle", 0), state.get("period", 0), *purpose)
+    return Sampling(temperature=cfg.temperature, top_k=cfg.top_k, seed=seed)
+
+
+def _charge(usage: dict[str, dict[str, int]], phase: str, outcome: ExtendOutcome, keys: Any) -> None:
+    keys = set(keys)
+    usage[phase]["prefilled"] += sum(v for k, v in outcome.work.prefilled.items() if k in keys)
+    usage[phase]["decoded"] += sum(v for k, v in outcome.work.decoded.items() if k in keys)
+
+
+def generated_tokens(usage: dict[str, dict[str, int]]) -> int:
+    return sum(usage[p]["decoded"] for p in PHASES)
+
+
+def _grow(beam: Beam, new: list[int], ended: bool, cfg: DarwinConfig, ctx: DarwinContext) -> Beam:
+    beam = copy.deepcopy(beam)
+    beam["answer"].extend(new)
+    if new:
+        if beam["lineage"] and beam["lineage"][-1][0] == beam["instruction"]:
+            beam["lineage"][-1][1] += len(new)
+        else:
+            beam["lineage"].append([beam["instruction"], len(new)])
+    stopped = bool(cfg.stop) and answer_text(ctx, beam["answer"], None) != answer_text(
+        ctx, beam["answer"], cfg.stop
+    )
+    beam["finished"] = ended or stopped or len(beam["answer"]) >= cfg.max_tokens
+    return beam
+
+
+def _budget_reason(state: DarwinState, cfg: DarwinConfig) -> str | None:
+    if cfg.max_time is not None and time.time() - state["started_at"] >= cfg.max_time:
+        return "max_time"
+    if cfg.max_generated_tokens is not None:
+        if generated_tokens(state["usage"]) >= cfg.max_generated_tokens:
+            return "max_generated_tokens"
+    return None
+
+
+# -- nodes ---------------------------------------------------------------------------
+
+
+def seed(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
+    """Set up the run: the seed answer's row and the archive holding the original instruction."""
+    cfg = config_of(state)
+    conversation = state["conversation"]
+    prompt = runtime.context.policy.render(conversation)
+    seed_value = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(2**31)
+    usage = {p: {"prefilled": 0, "decoded": 0} for p in PHASES}
+    usage["reward"] = {"positions": 0, "answers": 0}
+    return {
+        "seed_value": seed_value,
+        "started_at": time.time(),
+        "cycle": 0,
+        "period": 0,
+        "archive": [{"instruction": conversation[-1]["content"], "reward": None}],
+        "archive_history": [],
+        "seed": new_beam(prompt, -1),
+        "beams": [],
+        "instructions": [],
+        "instruction_kinds": [],
+        "wins": [],
+        "best": None,
+        "stopped": None,
+        "cycle_rewards": [],
+        "period_scores": [],
+        "mutated_instructions": [],
+        "mutation_stats": {"rewrites": 0, "fallbacks": 0, "original": 0},
+        "usage": usage,
+    }
+
+
+def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
+    """Pick an archived instruction and have the policy rewrite it, one rewrite per sampled
+    sequence; the unfinished seed answer decodes in the same batch."""
+    cfg, ctx = config_of(state), runtime.context
+    usage = copy.deepcopy(state["usage"])
+    picked = archive_ops.pick(state["archive"], keyed_rng(state["seed_value"], state["cycle"], "pick"))
+    instruction = state["archive"][picked]["instruction"]
+    seed_beam = state["seed"]
+    updates: dict[str, Any] = {}
+    if cfg.mutation:
+        prompt = ctx.policy.render([{"role": "user", "content": mutation_prompt(instruction)}])
+        budget = len(ctx.policy.render([{"role": "user", "content": instruction}])) + MUTATION_SLACK
+        rows = {f"mutation{i}": RowRequest(prompt, budget) for i in range(cfg.n_instructions)}
+        if not seed_beam["finished"]:
+            rows[SEED_ROW] = RowRequest(
+                seed_beam["prompt"] + seed_beam["answer"],
+                cfg.max_tokens - len(seed_beam["answer"]),
+                rider=True,
+            )
+        outcome = ctx.policy.extend(ctx.session, rows, _sampling(cfg, state, "mutate"))
+        replies = [
+            ctx.policy.detokenize(outcome.rows[k].new_tokens) for k in rows if k != SEED_ROW
+        ]
+        instructions, kinds = select_instructions(replies, instruction, cfg.n_instructions)
+        _charge(usage, "mutation", outcome, (k for k in rows if k != SEED_ROW))
+        if SEED_ROW in rows:
+            _charge(usage, "seed", outcome, [SEED_ROW])
+            res = outcome.rows[SEED_ROW]
+            updates["seed"] = _grow(seed_beam, res.new_tokens, res.ended, cfg, ctx)
+    else:
+        instructions, kinds = [instruction] * cfg.n_instructions, [ORIGINAL] * cfg.n_instructions
+    stats = dict(state["mutation_stats"])
+    stats["rewrites"] += kinds.count("rewrite")
+    stats["fallbacks"] += kinds.count("fallback")
+    stats["original"] += kinds.count(ORIGINAL)
+    beams = []
+    for index, text in enumerate(instructions):
+        prompt = ctx.policy.render(with_instruction(state["conversation"], text))
+        beams.extend(new_beam(prompt, index) for _ in range(cfg.beams_per_instruction))
+    emit(
+        runtime,
+        "mutate",
+        cycle=state["cycle"],
+        picked=instruction,
+        instructions=instructions,
+        kinds=kinds,
+    )
+    return {
+        **updates,
+        "picked": picked,
+        "instructions": instructions,
+        "instruction_kinds": kinds,
+        "beams": beams,
+        "wins": [0.0] * len(instructions),
+        "period": 0,
+        "period_scores": [*state["period_scores"], []],
+        "mutated_instructions": [*state["mutated_instructions"], instructions],
+        "mutation_stats": stats,
+        "usage": usage,
+    }
+
+
+def decode_chunk(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
+    """Every unfinished beam decodes ``replacement_period`` more tokens under its own
+    instruction; the seed answer, if unfinished, decodes alongside."""
+    cfg, ctx = config_of(state), runtime.context
+    usage = copy.deepcopy(state["usage"])
+    reason = _budget_reason(state, cfg)
+    beams = [copy.deepcopy(b) for b in state["beams"]]
+    seed_beam = copy.deepcopy(state["seed"])
+    if reason is not None:
+        for beam in [*beams, seed_beam]:
+            beam["finished"] = True
+        emit(runtime, "budget", reason=reason)
+        return {"beams": beams, "seed": seed_beam, "stopped": reason}
+    rows: dict[str, RowRequest] = {}
+    for i, beam in enumerate(beams):
+        if not beam["finished"]:
+            room = min(cfg.replacement_period, cfg.max_tokens - len(beam["answer"]))
+            rows[f"beam{i}"] = RowRequest(beam["prompt"] + beam["answer"], room)
+    if not seed_beam["finished"]:
+        room = min(cfg.replacement_period, cfg.max_tokens - len(seed_beam["answer"]))
+        rows[SEED_ROW] = RowRequest(seed_beam["prompt"] + seed_beam["answer"], room)
+    outcome = ctx.policy.extend(ctx.session, rows, _sampling(cfg, state, "decode"))
+    for key, res in outcome.rows.items():
+        if key == SEED_ROW:
+            seed_beam = _grow(seed_beam, res.new_tokens, res.ended, cfg, ctx)
+        else:
+            i = int(key.removeprefix("beam"))
+            beams[i] = _grow(beams[i], res.new_tokens, res.ended, cfg, ctx)
+    _charge(usage, "beams", outcome, (k for k in rows if k != SEED_ROW))
+    _charge(usage, "seed", outcome, [SEED_ROW])
+    emit(
+        runtime,
+        "decode_chunk",
+        cycle=state["cycle"],
+        period=state["period"],
+        alive=sum(not b["finished"] for b in beams),
+        generated_tokens=generated_tokens(usage),
+    )
+    return {"beams": beams, "seed": seed_beam, "period": state["period"] + 1, "usage": usage}
+
+
+def _finite(value: float, who: str) -> float:
+    if math.isfinite(value):
+        return value
+    warnings.warn(f"reward for {who} is {value}; it ranks last", RuntimeWarning, stacklevel=3)
+    return -math.inf
+
+
+def score(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
+    """Score, against the original conversation, every answer that changed since its last
+    score (with optional look-ahead tokens that are decoded for scoring only)."""
+    cfg, ctx = config_of(state), runtime.context
+    usage = copy.deepcopy(state["usage"])
+    beams = [copy.deepcopy(b) for b in state["beams"]]
+    seed_beam = copy.deepcopy(state["seed"])
+    pending: dict[str, Beam] = {f"beam{i}": b for i, b in enumerate(beams)}
+    pending[SEED_ROW] = seed_beam
+    pending = {k: b for k, b in pending.items() if b["scored"] != len(b["answer"])}
+    tails: dict[str, list[int]] = {}
+    if cfg.look_ahead and pending:
+        rows = {
+            k: RowRequest(b["prompt"] + b["answer"], cfg.look_ahead)
+            for k, b in pending.items()
+            if not b["finished"]
+        }
+        if rows:
+            outcome = ctx.policy.extend(
+                ctx.session, rows, _sampling(cfg, state, "look_ahead"), commit=False
+            )
+            tails = {k: r.new_tokens for k, r in outcome.rows.items()}
+            _charge(usage, "look_ahead", outcome, rows)
+    if pending:
+        texts = [answer_text(ctx, b["answer"] + tails.get(k, []), cfg.stop) for k, b in pending.items()]
+        before = getattr(ctx.reward, "positions_scored", 0)
+        rewards = ctx.reward.score(state["conversation"], texts)
+        if len(rewards) != len(texts):
+            raise ValueError(
+                f"reward model returned {len(rewards)} scores for {len(texts)} answers; "
+                "it must return exactly one float per answer"
+            )
+        usage["reward"]["positions"] += getattr(ctx.reward, "positions_scored", 0) - before
+        usage["reward"]["answers"] += len(texts)
+        for (key, beam), value in zip(pending.items(), rewards, strict=True):
+            beam["reward"] = _finite(float(value), key)
+            beam["scored"] = len(beam["answer"])
+    period_scores = copy.deepcopy(state["period_scores"])
+    if beams:
+        period_scores[-1].append([b["reward"] for b in beams])
+    emit(
+        runtime,
+        "score",
+        cycle=state["cycle"],
+        period=state["period"],
+        rewards=[b["reward"] for b in beams],
+        seed_reward=seed_beam["reward"],
+        best=max((b["reward"] for b in beams if b["reward"] is not None), default=None),
+    )
+    return {"beams": beams, "seed": seed_beam, "usage": usage, "period_scores": period_scores}
+
+
+def _rank_key(beam: Beam) -> float:
+    return -math.inf if beam["reward"] is None else beam["reward"]
+
+
+def select_replace(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
+    """Keep the top ``survivors`` beams; every other unfinished beam takes a copy of a random
+    survivor's answer tokens and keeps its own instruction. Finished beams are never
+    overwritten and, unless ``finished_donors``, never donate. Wins go to the instructions
+    that wrote the survivors' tokens."""
+    cfg = config_of(state)
+    beams = [copy.deepcopy(b) for b in state["beams"]]
+    if not beams:
+        return {}
+    order = sorted(range(len(beams)), key=lambda i: _rank_key(beams[i]), reverse=True)
+    top = order[: cfg.survivors]
+    wins = list(state["wins"])
+    for i in top:
+        lineage = beams[i]["lineage"] or [[beams[i]["instruction"], 1]]
+        total = sum(n for _, n in lineage) or 1
+        for instruction, n in lineage:
+            wins[instruction] += n / total
+    replaced: list[list[int]] = []
+    donors = [i for i in top if cfg.finished_donors or not beams[i]["finished"]]
+    if cfg.replacement and donors:
+        rng = keyed_rng(state["seed_value"], state["cycle"], state["period"], "donor")
+        for i in order[cfg.survivors :]:
+            if beams[i]["finished"]:
+                continue
+            j = rng.choice(donors)
+            donor = state["beams"][j]
+            beams[i].update(
+                answer=list(donor["answer"]),
+                lineage=copy.deepcopy(donor["lineage"]),
+                reward=donor["reward"],
+                scored=donor["scored"],
+                finished=donor["finished"],
+            )
+            replaced.append([i, j])
+    emit(runtime, "select_replace", cycle=state["cycle"], period=state["period"], top=top, replaced=replaced)
+    return {"beams": beams, "wins": wins}
+
+
+def _offer(best: Best | None, answer: list[int], reward: float | None, source: str) -> Best | None:
+    if reward is None or (best is not None and not reward > best["reward"]):
+        return best
+    return Best(answer=list(answer), reward=reward, source=source)
+
+
+def update_archive(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
+    """End of a mutation cycle: the best answer competes with the best so far, and the
+    instructions that won most often enter the archive if they beat the picked one."""
+    beams, cycle = state["beams"], state["cycle"]
+    archive = [dict(e) for e in state["archive"]]
+    best = state["best"]
+    seed_beam = state["seed"]
+    if cycle == 0 and archive and archive[0]["reward"] is None:
+        archive[0]["reward"] = seed_beam["reward"]
+    best = _offer(best, seed_beam["answer"], seed_beam["reward"], "seed")
+    cycle_rewards = list(state["cycle_rewards"])
+    history = list(state["archive_history"])
+    if beams:
+        i = max(range(len(beams)), key=lambda k: _rank_key(beams[k]))
+        best = _offer(best, beams[i]["answer"], beams[i]["reward"], f"cycle {cycle} beam {i}")
+        cycle_rewards.append(_rank_key(beams[i]))
+        own = {}
+        for beam in beams:
+            own[beam["instruction"]] = max(own.get(beam["instruction"], -math.inf), _rank_key(beam))
+        wins = state["wins"]
+        leaders = sorted(range(len(wins)), key=lambda k: (wins[k], own.get(k, -math.inf)), reverse=True)
+        winners = [(state["instructions"][k], own[k]) for k in leaders[:2] if k in own]
+        archive = archive_ops.update(archive, state["picked"], winners)
+        history.append(archive)
+    emit(runtime, "update_archive", cycle=cycle, archive=archive, best_reward=best and best["reward"])
+    return {
+        "archive": archive,
+        "archive_history": history,
+        "best": best,
+        "cycle_rewards": cycle_rewards,
+        "cycle": cycle + 1,
+    }
+
+
+def finish(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
+    """The best answer over the seed and every cycle, as text."""
+    cfg, ctx = config_of(state), runtime.context
+    best = state["best"]
+    if best is None:  # nothing was scored (e.g. a budget hit before the first period)
+        best = Best(answer=list(state["seed"]["answer"]), reward=-math.inf, source="seed")
+    return {
+        "best": best,
+        "answer": answer_text(ctx, best["answer"], cfg.stop),
+        "final_reward": best["reward"],
+    }

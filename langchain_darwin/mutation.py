@@ -1,0 +1,106 @@
+"""Mutation: the policy rewrites the instruction into clearer variants with the same intent.
+
+The reference prompt asks for five numbered rewrites at once and falls back to five copies of
+the instruction unless exactly five parse; small models almost never comply, so every beam
+silently explores nothing. Here each sampled sequence is asked for *one* rewrite (a batch of
+them decodes together), the parser accepts a numbered list too, and every candidate must be
+non-empty, new, of sensible length and share content words with the instruction. What fails
+falls back to the instruction, and the count of each is reported.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+MUTATION_PROMPT = """\
+You improve instructions written for an AI assistant. Rewrite the instruction below so that \
+it is clearer and more specific while asking for exactly the same thing. Answer with the \
+rewritten instruction only, on one line.
+
+Example
+Instruction: Tell me about dogs.
+Rewritten instruction: Describe dogs as pets, covering their temperament, the care they need \
+and a few popular breeds.
+
+Instruction: {instruction}
+Rewritten instruction:"""
+
+_LIST_ITEM = re.compile(r"^\s*(?:\d+\s*[.):]|[-*\u2022])\s+(.+?)\s*$")
+_LABEL = re.compile(
+    r"^\s*(?:\**\s*)?(?:rewritten|improved|new|revised|clearer)?\s*(?:instruction|prompt|version)"
+    r"\s*(?:\d+)?\s*:\s*",
+    re.IGNORECASE,
+)
+_WORD = re.compile(r"[a-z0-9]+")
+_STOPWORDS = frozenset(
+    "the a an and or of to in on for with about from into your you me my is are be can could "
+    "would should will this that these those it its as at by how what why when which who do "
+    "does please tell give write make".split()
+)
+
+REWRITE = "rewrite"
+FALLBACK = "fallback"
+ORIGINAL = "original"
+
+
+def mutation_prompt(instruction: str) -> str:
+    return MUTATION_PROMPT.format(instruction=instruction.strip())
+
+
+def _clean(line: str) -> str:
+    line = _LABEL.sub("", line).strip()
+    return line.strip("\"'`*").strip()
+
+
+def parse_rewrites(text: str) -> list[str]:
+    """Candidate rewrites in a model's reply: the items of a numbered or bulleted list if
+    there is one, otherwise the first non-empty line."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    items = [_clean(m.group(1)) for ln in lines if (m := _LIST_ITEM.match(ln))]
+    items = [it for it in items if it]
+    if items:
+        return items
+    for line in lines:
+        cleaned = _clean(line)
+        if cleaned:
+            return [cleaned]
+    return []
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 2}
+
+
+def rejection_reason(candidate: str, instruction: str) -> str | None:
+    """Why ``candidate`` is not a usable rewrite of ``instruction`` (None if it is)."""
+    cand, orig = candidate.strip(), instruction.strip()
+    if not cand:
+        return "empty"
+    if " ".join(cand.lower().split()) == " ".join(orig.lower().split()):
+        return "same as the instruction"
+    if len(cand) < max(8, 0.3 * len(orig)) or len(cand) > max(200, 5 * len(orig)):
+        return "implausible length"
+    words = _content_words(orig)
+    if words and not words & _content_words(cand):
+        return "off topic (no content word shared with the instruction)"
+    return None
+
+
+def select_instructions(
+    replies: Sequence[str], instruction: str, count: int
+) -> tuple[list[str], list[str]]:
+    """``count`` instructions for the beams and their kinds (rewrite or fallback):
+    valid, deduplicated rewrites first, then copies of ``instruction``."""
+    chosen: list[str] = []
+    seen = {" ".join(instruction.lower().split())}
+    for reply in replies:
+        for candidate in parse_rewrites(reply):
+            key = " ".join(candidate.lower().split())
+            if key in seen or rejection_reason(candidate, instruction):
+                continue
+            seen.add(key)
+            chosen.append(candidate)
+    chosen = chosen[:count]
+    kinds = [REWRITE] * len(chosen) + [FALLBACK] * (count - len(chosen))
+    return chosen + [instruction] * (count - len(chosen)), kinds

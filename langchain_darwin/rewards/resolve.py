@@ -1,0 +1,63 @@
+"""Turning whatever the user passed as ``reward_model=`` into a RewardModel."""
+
+from __future__ import annotations
+
+import os
+import threading
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+from langchain_darwin.rewards.base import RewardModel
+from langchain_darwin.rewards.callable import CallableReward
+from langchain_darwin.rewards.default import default_reward
+from langchain_darwin.rewards.hf import HFSequenceClassifierReward
+from langchain_darwin.rewards.weighted import WeightedReward
+
+#: HF reward models by spec, so chat models naming the same reward model share its weights.
+_HF_CACHE: dict[str, HFSequenceClassifierReward] = {}
+_HF_LOCK = threading.Lock()
+
+ACCEPTED = (
+    "None (the offline default), a RewardModel, a path or hub id of an "
+    "AutoModelForSequenceClassification reward model, a callable (conversation, answer) -> float, "
+    "or a list of (weight, reward) pairs"
+)
+
+
+def _hf_reward(spec: str | os.PathLike[str]) -> HFSequenceClassifierReward:
+    path = Path(spec)
+    key = str(path.resolve()) if path.exists() else os.fspath(spec)
+    with _HF_LOCK:
+        if key not in _HF_CACHE:
+            _HF_CACHE[key] = HFSequenceClassifierReward(key)
+        return _HF_CACHE[key]
+
+
+def _is_pair(item: Any) -> bool:
+    return (
+        isinstance(item, (tuple, list))
+        and len(item) == 2
+        and isinstance(item[0], Real)
+        and not isinstance(item[0], bool)
+    )
+
+
+def as_reward_model(
+    spec: Any, *, relevance_weight: float = 1.0, tone_weight: float = 0.5
+) -> RewardModel:
+    """The RewardModel that ``spec`` names; the weights only shape the default (``None``)."""
+    if spec is None:
+        return default_reward(relevance_weight=relevance_weight, tone_weight=tone_weight)
+    if isinstance(spec, RewardModel):
+        return spec
+    if isinstance(spec, (str, os.PathLike)):
+        return _hf_reward(spec)
+    if isinstance(spec, (list, tuple)):
+        if not spec or not all(_is_pair(item) for item in spec):
+            raise TypeError(f"a list reward must be non-empty (weight, reward) pairs, got {spec!r}")
+        kw = {"relevance_weight": relevance_weight, "tone_weight": tone_weight}
+        return WeightedReward([(float(w), as_reward_model(s, **kw)) for w, s in spec])
+    if callable(spec):
+        return CallableReward(spec)
+    raise TypeError(f"reward_model must be {ACCEPTED}; got {type(spec).__name__}: {spec!r}")

@@ -1,0 +1,274 @@
+"""Reward models on real (tiny or embedded) weights: no mocks."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from langchain_darwin.rewards import (
+    CallableReward,
+    HFSequenceClassifierReward,
+    RelevanceReward,
+    RewardModel,
+    ToneReward,
+    WeightedReward,
+    as_reward_model,
+    default_reward,
+)
+from tests.tiny import tiny_tokenizer
+
+EGG = [{"role": "user", "content": "How do I boil an egg?"}]
+GOOD = (
+    "Put the egg in a pot of cold water, bring it to a boil, then simmer for 9 minutes and "
+    "cool it in cold water. Enjoy your egg!"
+)
+OFF_TOPIC = "The stock market closed slightly higher today after a quiet session."
+RUDE = "Boil it, obviously. What a stupid question, figure it out yourself, idiot."
+ANSWERS = ["Boil it.", GOOD, "", "Ten minutes in hot water, peel, salt, done. " * 3, RUDE]
+
+
+# -- HF sequence-classifier reward (tiny random Llama) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_rm(tiny_dirs: tuple[Path, Path]) -> HFSequenceClassifierReward:
+    return HFSequenceClassifierReward(tiny_dirs[1], batch_size=2)
+
+
+def test_hf_scores_are_finite_floats_one_per_answer(tiny_rm: HFSequenceClassifierReward) -> None:
+    scores = tiny_rm.score(EGG, ANSWERS)
+    assert len(scores) == len(ANSWERS)
+    assert all(isinstance(s, float) and math.isfinite(s) for s in scores)
+    assert len(set(scores)) > 1  # the random head still tells answers apart
+    assert tiny_rm.score(EGG, []) == []
+
+
+def test_hf_batching_matches_one_by_one_and_keeps_order(
+    tiny_rm: HFSequenceClassifierReward,
+) -> None:
+    batched = tiny_rm.score(EGG, ANSWERS)
+    single = [tiny_rm.score(EGG, [a])[0] for a in ANSWERS]
+    assert batched == pytest.approx(single, abs=1e-4)
+    reversed_scores = tiny_rm.score(EGG, ANSWERS[::-1])
+    assert reversed_scores == pytest.approx(batched[::-1], abs=1e-4)
+
+
+def test_hf_renders_with_the_rm_chat_template_and_counts_positions(tiny_dirs) -> None:
+    rm = HFSequenceClassifierReward(tiny_dirs[1])
+    conversation = [{"role": "system", "content": "Be brief."}, *EGG]
+    text = rm.render(conversation, "Boil it.")
+    assert text.startswith("<|im_start|>system\nBe brief.<|im_end|>")  # bos string kept
+    assert text.endswith("<|im_start|>assistant\nBoil it.<|im_end|>\n")
+    assert rm.positions_scored == 0
+    rm.score(conversation, ["Boil it.", GOOD])
+    expected = sum(
+        len(rm.tokenizer(rm.render(conversation, a), add_special_tokens=False)["input_ids"])
+        for a in ["Boil it.", GOOD]
+    )
+    assert rm.positions_scored == expected
+    rm.score(conversation, ["Boil it."])
+    assert rm.positions_scored > expected  # cumulative
+
+
+def test_hf_model_object_matches_path(tiny_dirs, tiny_rm: HFSequenceClassifierReward) -> None:
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_dirs[1])
+    rm = HFSequenceClassifierReward(model, tokenizer=tiny_tokenizer())
+    assert rm.score(EGG, ANSWERS) == pytest.approx(tiny_rm.score(EGG, ANSWERS), abs=1e-4)
+
+
+def test_hf_loads_once_under_concurrent_first_use(tiny_dirs) -> None:
+    rm = HFSequenceClassifierReward(tiny_dirs[1])
+    results: list[list[float]] = []
+    models: list[object] = []
+
+    def work() -> None:
+        results.append(rm.score(EGG, ANSWERS[:2]))
+        models.append(rm.model)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and all(r == pytest.approx(results[0], abs=1e-5) for r in results)
+    assert all(m is models[0] for m in models)
+
+
+def test_hf_refuses_to_truncate(tiny_dirs) -> None:
+    rm = HFSequenceClassifierReward(tiny_dirs[1], max_length=60)
+    with pytest.raises(ValueError, match=r"answer 1 renders to \d+ reward-model tokens.*60"):
+        rm.score(EGG, ["Boil it.", GOOD])
+    assert rm.positions_scored == 0
+
+
+def test_hf_default_max_length_is_the_models_context(tiny_dirs) -> None:
+    rm = HFSequenceClassifierReward(tiny_dirs[1])
+    rm.score(EGG, ["ok"])
+    assert rm.max_length == 4096
+
+
+def test_hf_missing_path_says_what_to_pass(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="AutoModelForSequenceClassification"):
+        HFSequenceClassifierReward(tmp_path / "no-such-rm")
+    with pytest.raises(FileNotFoundError):
+        HFSequenceClassifierReward("./typo")
+
+
+def test_hf_hub_id_is_accepted_without_loading() -> None:
+    rm = HFSequenceClassifierReward("org/some-reward-model")  # lazy: nothing is fetched yet
+    assert rm.spec == "org/some-reward-model"
+
+
+def test_hf_causal_lm_is_not_a_reward_model(tiny_dirs) -> None:
+    rm = HFSequenceClassifierReward(tiny_dirs[0])
+    with pytest.raises(ValueError, match="must be an AutoModelForSequenceClassification"):
+        rm.score(EGG, ["Boil it."])
+    model = AutoModelForCausalLM.from_pretrained(tiny_dirs[0])
+    with pytest.raises(ValueError, match="must be an AutoModelForSequenceClassification"):
+        HFSequenceClassifierReward(model, tokenizer=tiny_tokenizer())
+
+
+def test_hf_tokenizer_without_chat_template(tiny_dirs) -> None:
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = None
+    rm = HFSequenceClassifierReward(tiny_dirs[1], tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="no chat template"):
+        rm.score(EGG, ["Boil it."])
+
+
+def test_hf_pad_falls_back_to_eos(tiny_dirs, tmp_path: Path) -> None:
+    folder = tmp_path / "rm-no-pad"
+    shutil.copytree(tiny_dirs[1], folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    model.config.pad_token_id = None
+    tokenizer = tiny_tokenizer()
+    tokenizer.pad_token = None
+    rm = HFSequenceClassifierReward(model, tokenizer=tokenizer, batch_size=4)
+    scores = rm.score(EGG, ANSWERS)
+    assert model.config.pad_token_id == tokenizer.eos_token_id == tokenizer.pad_token_id
+    assert scores == pytest.approx([rm.score(EGG, [a])[0] for a in ANSWERS], abs=1e-4)
+
+
+# -- callable and weighted --------------------------------------------------------------------
+
+
+def test_callable_reward_sees_original_conversation_and_converts_numbers() -> None:
+    seen: list[list[dict[str, str]]] = []
+
+    def length(conversation, answer):
+        seen.append(list(conversation))
+        return len(answer)  # an int
+
+    assert CallableReward(length).score(EGG, ["ab", "", "abcd"]) == [2.0, 0.0, 4.0]
+    assert seen[0] == EGG and len(seen) == 3
+    np_reward = CallableReward(lambda c, a: np.float32(0.25) * len(a))
+    scores = np_reward.score(EGG, ["abcd"])
+    assert scores == [1.0] and type(scores[0]) is float
+
+
+def test_callable_reward_rejects_bad_results() -> None:
+    with pytest.raises(TypeError, match="must return a number"):
+        CallableReward(lambda c, a: "high").score(EGG, ["x"])
+    # NaN passes through; the search ranks it last (see test_graph).
+    assert math.isnan(CallableReward(lambda c, a: float("nan")).score(EGG, ["x"])[0])
+    with pytest.raises(TypeError):
+        CallableReward(42)  # type: ignore[arg-type]
+
+
+LENGTH = CallableReward(lambda c, a: len(a))
+VOWELS = CallableReward(lambda c, a: sum(ch in "aeiou" for ch in a))
+
+
+def test_weighted_sum_arithmetic() -> None:
+    answers = ["hello there", "xyz", ""]
+    combined = 0.5 * LENGTH + VOWELS * 2
+    assert isinstance(combined, WeightedReward)
+    manual = [
+        0.5 * x + 2 * y
+        for x, y in zip(LENGTH.score(EGG, answers), VOWELS.score(EGG, answers), strict=True)
+    ]
+    assert combined.score(EGG, answers) == pytest.approx(manual)
+    assert [w for w, _ in (LENGTH + VOWELS + LENGTH).terms] == [1.0, 1.0, 1.0]  # stays flat
+    scaled = 3 * combined
+    assert [w for w, _ in scaled.terms] == [1.5, 6.0]
+    assert scaled.score(EGG, answers) == pytest.approx([3 * m for m in manual])
+    assert WeightedReward.of(combined) is combined
+    assert WeightedReward.of(LENGTH).terms == [(1.0, LENGTH)]
+    assert combined.score(EGG, []) == []
+
+
+def test_weighted_counts_positions_of_hf_terms(tiny_dirs) -> None:
+    rm = HFSequenceClassifierReward(tiny_dirs[1])
+    combined = rm + 0.1 * LENGTH
+    combined.score(EGG, ["Boil it."])
+    assert combined.positions_scored == rm.positions_scored > 0
+
+
+# -- resolving reward specs --------------------------------------------------------------------
+
+
+def test_as_reward_model_coercions(tiny_dirs) -> None:
+    default = as_reward_model(None, relevance_weight=2.0, tone_weight=0.25)
+    assert isinstance(default, WeightedReward)
+    assert [(w, type(r)) for w, r in default.terms] == [(2.0, RelevanceReward), (0.25, ToneReward)]
+    tone_only = as_reward_model(None, relevance_weight=0.0)
+    assert [type(r) for _, r in tone_only.terms] == [ToneReward]  # MiniLM never needed
+    assert as_reward_model(LENGTH) is LENGTH
+    by_str = as_reward_model(str(tiny_dirs[1]))
+    assert isinstance(by_str, HFSequenceClassifierReward)
+    assert as_reward_model(tiny_dirs[1]) is by_str  # shared between chat models
+    fn = as_reward_model(lambda c, a: 1)
+    assert isinstance(fn, CallableReward) and fn.score(EGG, ["x"]) == [1.0]
+    mix = as_reward_model([(0.5, LENGTH), (2, lambda c, a: 1.0)])
+    assert isinstance(mix, WeightedReward) and mix.score(EGG, ["abcd"]) == [4.0]
+    assert isinstance(mix, RewardModel)
+
+
+@pytest.mark.parametrize("bad", [42, 1.5, {"reward": "x"}, [], [LENGTH], [(1.0, LENGTH, 2)]])
+def test_as_reward_model_type_error(bad: object) -> None:
+    with pytest.raises(TypeError, match="reward"):
+        as_reward_model(bad)
+
+
+# -- offline default (VADER is light; MiniLM is embedded) -------------------------------------
+
+
+def test_tone_reward_prefers_polite() -> None:
+    good, rude, empty = ToneReward().score(EGG, [GOOD, RUDE, ""])
+    assert good > 0 > rude and empty == 0.0
+
+
+@pytest.mark.embedded
+def test_default_reward_ranks_good_above_off_topic_and_rude() -> None:
+    good, off, rude, empty = default_reward().score(EGG, [GOOD, OFF_TOPIC, RUDE, ""])
+    assert good > off and good > rude
+    assert math.isfinite(empty) and empty < good
+
+
+@pytest.mark.embedded
+def test_relevance_uses_the_last_user_turn() -> None:
+    conversation = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "How do I boil an egg?"},
+    ]
+    egg, france = RelevanceReward().score(conversation, [GOOD, "The capital of France is Paris."])
+    assert egg > france
+    earlier = conversation[:2]  # now the France question is the last user turn
+    egg2, france2 = RelevanceReward().score(earlier, [GOOD, "The capital of France is Paris."])
+    assert france2 > egg2
+    with pytest.raises(ValueError, match="no user turn"):
+        RelevanceReward().score([{"role": "system", "content": "hi"}], [GOOD])
+
+
+@pytest.mark.embedded
+def test_relevance_blank_answer_is_low_and_finite() -> None:
+    scores = RelevanceReward().score(EGG, ["", "   ", GOOD])
+    assert scores[:2] == [0.0, 0.0] and scores[2] > 0.5
