@@ -109,7 +109,11 @@ class DarwinChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.model, "reward_model": repr(self.reward_model), **self.config.model_dump()}
+        return {
+            "model": self.model,
+            "reward_model": repr(self.reward_model),
+            **self.config.model_dump(),
+        }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
@@ -137,9 +141,15 @@ class DarwinChatModel(BaseChatModel):
                 )
             return self._reward
 
-    def _call_config(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[DarwinConfig, str]:
+    def _call_config(
+        self, stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> tuple[DarwinConfig, str]:
         model = kwargs.pop("model", None) or self.model
-        unknown = [k for k in kwargs if k not in KNOBS and k not in IGNORED_STANDARD and not k.startswith("ls_")]
+        unknown = [
+            k
+            for k in kwargs
+            if k not in KNOBS and k not in IGNORED_STANDARD and not k.startswith("ls_")
+        ]
         if unknown:
             raise ValueError(
                 f"unknown argument(s) {sorted(unknown)} for DarwinChatModel; "
@@ -234,7 +244,11 @@ def search_metadata(state: DarwinState) -> dict[str, Any]:
         "mutated_instructions": state["mutated_instructions"],
         "mutation_stats": state["mutation_stats"],
         "archive": state["archive"],
-        "winner": {"source": best["source"], "reward": best["reward"], "tokens": len(best["answer"])},
+        "winner": {
+            "source": best["source"],
+            "reward": best["reward"],
+            "tokens": len(best["answer"]),
+        },
         "generated_tokens": generated_tokens(state["usage"]),
         "usage": state["usage"],
         "stopped": state.get("stopped"),

@@ -16,28 +16,48 @@ class DarwinConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    iterations: int = Field(1, ge=0, description="Mutation cycles (the paper's MC). 0 = plain sampling.")
-    n_mutations: int = Field(
-        1, ge=1, description=f"Mutation requests per cycle; each yields {REWRITES_PER_MUTATION} instructions."
+    iterations: int = Field(
+        1, ge=0, description="Mutation cycles (the paper's MC). 0 = plain sampling."
     )
-    beams_per_instruction: int = Field(1, ge=1, description="Beams decoded from each mutated instruction (nb).")
-    replacement_period: int = Field(40, gt=0, description="Tokens decoded between two replacements (m).")
+    n_mutations: int = Field(
+        1,
+        ge=1,
+        description=f"Mutation requests per cycle, {REWRITES_PER_MUTATION} instructions each.",
+    )
+    beams_per_instruction: int = Field(
+        1, ge=1, description="Beams decoded from each mutated instruction (nb)."
+    )
+    replacement_period: int = Field(
+        40, gt=0, description="Tokens decoded between two replacements (m)."
+    )
     survivors: int = Field(3, ge=1, description="Top-k beams kept at each replacement.")
     temperature: float = Field(0.7, ge=0.0, description="Sampling temperature; 0 means greedy.")
     top_k: int = Field(40, ge=0, description="Top-k sampling; 0 disables the filter.")
     max_tokens: int = Field(256, gt=0, description="Cap on answer tokens per beam.")
-    look_ahead: int = Field(0, ge=0, description="Extra tokens decoded only to score a beam, then dropped.")
-    seed: int | None = Field(None, description="Seed for every random draw; None draws a fresh one per run.")
+    look_ahead: int = Field(
+        0, ge=0, description="Extra tokens decoded only to score a beam, then dropped."
+    )
+    seed: int | None = Field(
+        None, description="Seed for every random draw; None draws a fresh one per run."
+    )
     mutation: bool = Field(True, description="False: beams decode from the original instruction.")
-    replacement: bool = Field(True, description="False: beams never replace each other (Best-of-N).")
+    replacement: bool = Field(
+        True, description="False: beams never replace each other (Best-of-N)."
+    )
     finished_donors: bool = Field(
-        False, description="True restores the reference rule: finished beams may be copied into others."
+        False,
+        description="True restores the reference rule: finished beams may be copied into others.",
     )
     cache: Literal["kv", "none"] = Field(
-        "kv", description="'kv' reuses KV caches across periods; 'none' re-prefills (reference cost)."
+        "kv",
+        description="'kv' reuses KV caches across periods; 'none' re-prefills (reference cost).",
     )
-    stop: list[str] | None = Field(None, description="Stop strings; an answer ends before the first one.")
-    max_time: float | None = Field(None, gt=0, description="Seconds; the best answer so far is returned.")
+    stop: list[str] | None = Field(
+        None, description="Stop strings; an answer ends before the first one."
+    )
+    max_time: float | None = Field(
+        None, gt=0, description="Seconds; the best answer so far is returned."
+    )
     max_generated_tokens: int | None = Field(
         None, gt=0, description="Budget of generated tokens over the whole search (anytime)."
     )
@@ -56,7 +76,8 @@ class DarwinConfig(BaseModel):
             raise ValueError(
                 f"survivors={self.survivors} must be smaller than the number of beams "
                 f"({self.n_beams} = {REWRITES_PER_MUTATION} x n_mutations={self.n_mutations} x "
-                f"beams_per_instruction={self.beams_per_instruction}); lower survivors or add beams."
+                f"beams_per_instruction={self.beams_per_instruction}); "
+                "lower survivors or add beams."
             )
         return self
 
@@ -65,6 +86,7 @@ class DarwinConfig(BaseModel):
         unknown = set(overrides) - set(type(self).model_fields)
         if unknown:
             raise ValueError(
-                f"unknown DARWIN knob(s) {sorted(unknown)}; known knobs: {sorted(type(self).model_fields)}"
+                f"unknown DARWIN knob(s) {sorted(unknown)}; "
+                f"known knobs: {sorted(type(self).model_fields)}"
             )
         return type(self).model_validate({**self.model_dump(), **overrides})

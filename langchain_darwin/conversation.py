@@ -30,7 +30,9 @@ def _text(content: object, index: int, role: str) -> str:
                     "text only. Send text blocks or a string."
                 )
         return "".join(parts)
-    raise ConversationError(f"message {index} ({role}) has content of type {type(content).__name__}")
+    raise ConversationError(
+        f"message {index} ({role}) has content of type {type(content).__name__}"
+    )
 
 
 def to_conversation(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:

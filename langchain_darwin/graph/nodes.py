@@ -52,7 +52,9 @@ def _sampling(cfg: DarwinConfig, state: DarwinState, *purpose: object) -> Sampli
     return Sampling(temperature=cfg.temperature, top_k=cfg.top_k, seed=seed)
 
 
-def _charge(usage: dict[str, dict[str, int]], phase: str, outcome: ExtendOutcome, keys: Any) -> None:
+def _charge(
+    usage: dict[str, dict[str, int]], phase: str, outcome: ExtendOutcome, keys: Any
+) -> None:
     keys = set(keys)
     usage[phase]["prefilled"] += sum(v for k, v in outcome.work.prefilled.items() if k in keys)
     usage[phase]["decoded"] += sum(v for k, v in outcome.work.decoded.items() if k in keys)
@@ -124,7 +126,9 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
     sequence; the unfinished seed answer decodes in the same batch."""
     cfg, ctx = config_of(state), runtime.context
     usage = copy.deepcopy(state["usage"])
-    picked = archive_ops.pick(state["archive"], keyed_rng(state["seed_value"], state["cycle"], "pick"))
+    picked = archive_ops.pick(
+        state["archive"], keyed_rng(state["seed_value"], state["cycle"], "pick")
+    )
     instruction = state["archive"][picked]["instruction"]
     seed_beam = state["seed"]
     updates: dict[str, Any] = {}
@@ -139,9 +143,7 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
                 rider=True,
             )
         outcome = ctx.policy.extend(ctx.session, rows, _sampling(cfg, state, "mutate"))
-        replies = [
-            ctx.policy.detokenize(outcome.rows[k].new_tokens) for k in rows if k != SEED_ROW
-        ]
+        replies = [ctx.policy.detokenize(outcome.rows[k].new_tokens) for k in rows if k != SEED_ROW]
         instructions, kinds = select_instructions(replies, instruction, cfg.n_instructions)
         _charge(usage, "mutation", outcome, (k for k in rows if k != SEED_ROW))
         if SEED_ROW in rows:
@@ -253,7 +255,9 @@ def score(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]
             tails = {k: r.new_tokens for k, r in outcome.rows.items()}
             _charge(usage, "look_ahead", outcome, rows)
     if pending:
-        texts = [answer_text(ctx, b["answer"] + tails.get(k, []), cfg.stop) for k, b in pending.items()]
+        texts = [
+            answer_text(ctx, b["answer"] + tails.get(k, []), cfg.stop) for k, b in pending.items()
+        ]
         before = getattr(ctx.reward, "positions_scored", 0)
         rewards = ctx.reward.score(state["conversation"], texts)
         if len(rewards) != len(texts):
@@ -319,7 +323,14 @@ def select_replace(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
                 finished=donor["finished"],
             )
             replaced.append([i, j])
-    emit(runtime, "select_replace", cycle=state["cycle"], period=state["period"], top=top, replaced=replaced)
+    emit(
+        runtime,
+        "select_replace",
+        cycle=state["cycle"],
+        period=state["period"],
+        top=top,
+        replaced=replaced,
+    )
     return {"beams": beams, "wins": wins}
 
 
@@ -349,11 +360,15 @@ def update_archive(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
         for beam in beams:
             own[beam["instruction"]] = max(own.get(beam["instruction"], -math.inf), _rank_key(beam))
         wins = state["wins"]
-        leaders = sorted(range(len(wins)), key=lambda k: (wins[k], own.get(k, -math.inf)), reverse=True)
+        leaders = sorted(
+            range(len(wins)), key=lambda k: (wins[k], own.get(k, -math.inf)), reverse=True
+        )
         winners = [(state["instructions"][k], own[k]) for k in leaders[:2] if k in own]
         archive = archive_ops.update(archive, state["picked"], winners)
         history.append(archive)
-    emit(runtime, "update_archive", cycle=cycle, archive=archive, best_reward=best and best["reward"])
+    emit(
+        runtime, "update_archive", cycle=cycle, archive=archive, best_reward=best and best["reward"]
+    )
     return {
         "archive": archive,
         "archive_history": history,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import inspect
+from collections.abc import Mapping, Sequence
 
 import torch
 from transformers import (
@@ -39,7 +38,9 @@ class TransformersPolicy:
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
 
     # -- text <-> tokens -------------------------------------------------------------
-    def render(self, conversation: Sequence[Mapping[str, str]], **template_kwargs: object) -> list[int]:
+    def render(
+        self, conversation: Sequence[Mapping[str, str]], **template_kwargs: object
+    ) -> list[int]:
         text = self.tokenizer.apply_chat_template(
             list(conversation), add_generation_prompt=True, tokenize=False, **template_kwargs
         )
@@ -165,13 +166,17 @@ class TransformersPolicy:
         warpers = self._warpers(sampling)
         while active:
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-            logits = self.model(
-                input_ids=last,
-                attention_mask=mask,
-                position_ids=positions,
-                use_cache=True,
-                **{self._cache_arg: cache},
-            ).logits[:, -1, :].float()
+            logits = (
+                self.model(
+                    input_ids=last,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    use_cache=True,
+                    **{self._cache_arg: cache},
+                )
+                .logits[:, -1, :]
+                .float()
+            )
             for key in active:
                 outcome.work.add_decode(key, 1)
             nxt = self._sample(logits, sampling, warpers, generator)
