@@ -66,7 +66,9 @@ def tiny_policy(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> LlamaForCa
     return LlamaForCausalLM(_config(tokenizer)).eval()
 
 
-def tiny_reward_model(tokenizer: PreTrainedTokenizerFast, seed: int = 1) -> LlamaForSequenceClassification:
+def tiny_reward_model(
+    tokenizer: PreTrainedTokenizerFast, seed: int = 1
+) -> LlamaForSequenceClassification:
     torch.manual_seed(seed)
     return LlamaForSequenceClassification(_config(tokenizer, num_labels=1)).eval()
 

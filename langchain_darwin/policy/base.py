@@ -33,7 +33,7 @@ class RowRequest:
     rider: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass
 class RowResult:
     """Tokens a row gained (end-of-sequence excluded) and whether it ended with one."""
 
