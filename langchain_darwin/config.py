@@ -52,6 +52,9 @@ class DarwinConfig(BaseModel):
         "kv",
         description="'kv' reuses KV caches across periods; 'none' re-prefills (reference cost).",
     )
+    ignore_eos: bool = Field(
+        False, description="Decode past end-of-sequence to max_tokens (benchmarks: equal work)."
+    )
     stop: list[str] | None = Field(
         None, description="Stop strings; an answer ends before the first one."
     )

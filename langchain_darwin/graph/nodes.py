@@ -49,7 +49,7 @@ def answer_text(ctx: DarwinContext, tokens: list[int], stop: list[str] | None) -
 
 def _sampling(cfg: DarwinConfig, state: DarwinState, *purpose: object) -> Sampling:
     seed = keyed_seed(state["seed_value"], state.get("cycle", 0), state.get("period", 0), *purpose)
-    return Sampling(temperature=cfg.temperature, top_k=cfg.top_k, seed=seed)
+    return Sampling(cfg.temperature, cfg.top_k, seed, ignore_eos=cfg.ignore_eos)
 
 
 def _charge(

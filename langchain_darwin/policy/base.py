@@ -18,6 +18,7 @@ class Sampling:
     temperature: float
     top_k: int
     seed: int
+    ignore_eos: bool = False
 
 
 @dataclass(frozen=True)

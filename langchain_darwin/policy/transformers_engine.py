@@ -184,7 +184,7 @@ class TransformersPolicy:
             for i, key in enumerate(active):
                 token = int(nxt[i])
                 result = outcome.rows[key]
-                if token in self.eos_token_ids:
+                if token in self.eos_token_ids and not sampling.ignore_eos:
                     result.ended = True
                     continue
                 result.new_tokens.append(token)
