@@ -1,0 +1,128 @@
+"""The transformers policy engine: KV reuse must never change what is decoded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from langchain_darwin.policy import RowRequest, Sampling, TransformersPolicy
+from tests.tiny import tiny_policy, tiny_tokenizer
+
+GREEDY = Sampling(temperature=0.0, top_k=0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def engine() -> TransformersPolicy:
+    tok = tiny_tokenizer()
+    return TransformersPolicy(tiny_policy(tok), tok)
+
+
+def full_forward_greedy(engine: TransformersPolicy, tokens: list[int], n: int) -> list[int]:
+    """Reference: re-run the whole sequence for every token (no cache at all)."""
+    seq = list(tokens)
+    with torch.no_grad():
+        for _ in range(n):
+            seq.append(int(engine.model(torch.tensor([seq])).logits[0, -1].argmax()))
+    return seq[len(tokens) :]
+
+
+def run_periods(
+    engine: TransformersPolicy, reuse: bool
+) -> tuple[dict[str, list[int]], list[int], int]:
+    """Three periods of 6 tokens over rows with different prompts; after period 1 row "a"
+    takes row "b"'s answer under its own prompt and "c" clones "b" entirely."""
+    p1 = engine.render([{"role": "user", "content": "Hello there"}])
+    p2 = engine.render([{"role": "user", "content": "Write a long poem about cats"}])
+    rows = {"a": list(p1), "b": list(p2), "c": list(p1)}
+    prompts = {"a": p1, "b": p2, "c": p1}
+    session = engine.new_session(reuse_cache=reuse)
+    prefilled = []
+    for period in range(3):
+        out = engine.extend(session, {k: RowRequest(v, 6) for k, v in rows.items()}, GREEDY)
+        prefilled.append(out.work.as_dict()["prefilled"])
+        for key in rows:
+            rows[key] = rows[key] + out.rows[key].new_tokens
+        if period == 0:
+            answer_a, answer_b = rows["a"][len(p1) :], rows["b"][len(p2) :]
+            shared = next(
+                (i for i, (x, y) in enumerate(zip(answer_a, answer_b, strict=False)) if x != y), 6
+            )
+            rows["a"] = list(p1) + answer_b
+            rows["c"] = list(p2) + answer_b
+            prompts["c"] = p2
+    return {k: v[len(prompts[k]) :] for k, v in rows.items()}, prefilled, shared
+
+
+def test_cached_and_reprefilled_decoding_agree_with_a_full_forward(engine) -> None:
+    cached, prefilled_kv, shared = run_periods(engine, reuse=True)
+    plain, prefilled_none, _ = run_periods(engine, reuse=False)
+    assert cached == plain
+    # row "b" was never replaced: its 18 tokens are what a full greedy forward produces
+    p2 = engine.render([{"role": "user", "content": "Write a long poem about cats"}])
+    assert cached["b"] == full_forward_greedy(engine, p2, 18)
+    # row "a" kept its prompt and continued b's copied answer
+    assert cached["a"][:6] == cached["b"][:6] and cached["a"] != cached["b"]
+    # KV reuse: after the first prefill only the replaced row's copied answer is prefilled
+    # (beyond what its old answer shared with it; the last token is fed by the decode step),
+    # and "c", now identical to "b", is cloned from b's cache without any prefill.
+    assert prefilled_kv[1] == 6 - 1 - shared and prefilled_kv[2] == 0
+    assert prefilled_none[1] > prefilled_none[0] > prefilled_kv[1]
+
+
+def test_identical_contexts_are_prefilled_once(engine) -> None:
+    prompt = engine.render([{"role": "user", "content": "Same prompt for everyone"}])
+    session = engine.new_session()
+    rows = {f"r{i}": RowRequest(prompt, 2) for i in range(4)}
+    out = engine.extend(session, rows, Sampling(0.7, 40, seed=1))
+    assert out.work.as_dict()["prefilled"] == len(prompt) - 1
+    assert out.work.as_dict()["decoded"] == 8
+
+
+def test_shared_prefix_with_a_cached_row_is_reused(engine) -> None:
+    session = engine.new_session()
+    conv = [{"role": "system", "content": "A long shared system prompt " * 3}]
+    first = engine.render([*conv, {"role": "user", "content": "one"}])
+    second = engine.render([*conv, {"role": "user", "content": "another question"}])
+    engine.extend(session, {"x": RowRequest(first, 1)}, GREEDY)
+    out = engine.extend(session, {"x": RowRequest(first, 1), "y": RowRequest(second, 1)}, GREEDY)
+    shared = next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
+    assert out.work.prefilled.get("y") == len(second) - 1 - shared
+
+
+def test_end_of_sequence_ends_a_row_and_riders_do_not_keep_the_batch(engine) -> None:
+    prompt = engine.render([{"role": "user", "content": "Hello there"}])
+    greedy = full_forward_greedy(engine, prompt, 4)
+    stopper = TransformersPolicy(engine.model, engine.tokenizer)
+    stopper.eos_token_ids = frozenset({greedy[2]})
+    session = stopper.new_session()
+    rows = {"main": RowRequest(prompt, 10), "rider": RowRequest(prompt, 10, rider=True)}
+    out = stopper.extend(session, rows, GREEDY)
+    first_eos = greedy.index(greedy[2])
+    assert out.rows["main"].ended and out.rows["main"].new_tokens == greedy[:first_eos]
+    # the rider decoded in lockstep and stopped when the last non-rider did
+    assert out.rows["rider"].new_tokens == greedy[:first_eos]
+    assert set(session.rows) == set()  # both ended on end-of-sequence: nothing left to grow
+
+
+def test_seeded_sampling_is_reproducible_and_seed_dependent(engine) -> None:
+    prompt = engine.render([{"role": "user", "content": "Hello there"}])
+
+    def sample(seed: int) -> list[int]:
+        session = engine.new_session()
+        return (
+            engine.extend(session, {"r": RowRequest(prompt, 12)}, Sampling(0.9, 40, seed))
+            .rows["r"]
+            .new_tokens
+        )
+
+    assert sample(5) == sample(5)
+    assert sample(5) != sample(6)
+
+
+def test_look_ahead_does_not_commit(engine) -> None:
+    prompt = engine.render([{"role": "user", "content": "Hello there"}])
+    session = engine.new_session()
+    engine.extend(session, {"r": RowRequest(prompt, 3)}, GREEDY)
+    before = {k: list(v.tokens) for k, v in session.rows.items()}
+    engine.extend(session, {"r": RowRequest(prompt, 5)}, GREEDY, commit=False)
+    assert {k: list(v.tokens) for k, v in session.rows.items()} == before

@@ -1,0 +1,71 @@
+"""Mutation prompt parsing, validation and fallback."""
+
+from __future__ import annotations
+
+from langchain_darwin.mutation import (
+    FALLBACK,
+    REWRITE,
+    mutation_prompt,
+    parse_rewrites,
+    rejection_reason,
+    select_instructions,
+)
+
+EGG = "How do I boil an egg?"
+
+
+def test_prompt_carries_the_instruction_and_an_example() -> None:
+    prompt = mutation_prompt("  " + EGG + "\n")
+    assert prompt.rstrip().endswith(f"Instruction: {EGG}\nRewritten instruction:")
+    assert "Example" in prompt
+
+
+def test_parse_single_line_with_label_and_quotes() -> None:
+    reply = 'Rewritten instruction: "Explain, step by step, how to boil an egg."\nMore chatter'
+    assert parse_rewrites(reply) == ["Explain, step by step, how to boil an egg."]
+
+
+def test_parse_numbered_and_bulleted_lists_loosely() -> None:
+    reply = "Here are some:\n1. Boil an egg how?\n2) Explain egg boiling\n- Steps to boil eggs\n"
+    assert parse_rewrites(reply) == [
+        "Boil an egg how?",
+        "Explain egg boiling",
+        "Steps to boil eggs",
+    ]
+
+
+def test_parse_nothing() -> None:
+    assert parse_rewrites("") == []
+    assert parse_rewrites("\n  \n") == []
+
+
+def test_rejection_reasons() -> None:
+    assert rejection_reason("", EGG) == "empty"
+    assert rejection_reason("how do i  boil an EGG?", EGG) == "same as the instruction"
+    assert rejection_reason("Eggs?", EGG) == "implausible length"
+    assert "off topic" in (rejection_reason("Write a poem about the ocean at night.", EGG) or "")
+    assert rejection_reason("Explain step by step how to boil an egg until firm.", EGG) is None
+
+
+def test_select_instructions_dedupes_validates_and_falls_back() -> None:
+    replies = [
+        "Explain step by step how to boil an egg.",
+        "explain step by step how to boil an  egg.",  # duplicate
+        "Write a poem about the ocean.",  # off topic
+        "",  # empty
+        "1. What is the best way to boil an egg?\n2. Describe boiling an egg for beginners.",
+    ]
+    instructions, kinds = select_instructions(replies, EGG, 5)
+    assert instructions[:3] == [
+        "Explain step by step how to boil an egg.",
+        "What is the best way to boil an egg?",
+        "Describe boiling an egg for beginners.",
+    ]
+    assert instructions[3:] == [EGG, EGG]
+    assert kinds == [REWRITE] * 3 + [FALLBACK] * 2
+
+
+def test_select_instructions_caps_at_count() -> None:
+    replies = [f"Explain how to boil an egg, variant {i}." for i in range(9)]
+    instructions, kinds = select_instructions(replies, EGG, 5)
+    assert len(instructions) == 5 and kinds == [REWRITE] * 5
