@@ -96,6 +96,13 @@ def seed(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
     cfg = config_of(state)
     conversation = state["conversation"]
     prompt = runtime.context.policy.render(conversation)
+    window = runtime.context.policy.context_window
+    if window is not None and len(prompt) + cfg.max_tokens > window:
+        raise ValueError(
+            f"the prompt is {len(prompt)} tokens and max_tokens={cfg.max_tokens}, more than the "
+            f"policy's context window of {window} tokens; shorten the conversation or lower "
+            "max_tokens"
+        )
     seed_value = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(2**31)
     usage = {p: {"prefilled": 0, "decoded": 0} for p in PHASES}
     usage["reward"] = {"positions": 0, "answers": 0}
@@ -224,6 +231,17 @@ def decode_chunk(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[st
     return {"beams": beams, "seed": seed_beam, "period": state["period"] + 1, "usage": usage}
 
 
+class RewardError(RuntimeError):
+    """The reward model raised or returned something that is not one number per answer."""
+
+
+def _as_float(value: object, who: str) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as err:
+        raise RewardError(f"the reward for {who} is {value!r}, not a number") from err
+
+
 def _finite(value: float, who: str) -> float:
     if math.isfinite(value):
         return value
@@ -259,16 +277,23 @@ def score(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]
             answer_text(ctx, b["answer"] + tails.get(k, []), cfg.stop) for k, b in pending.items()
         ]
         before = getattr(ctx.reward, "positions_scored", 0)
-        rewards = ctx.reward.score(state["conversation"], texts)
+        try:
+            rewards = list(ctx.reward.score(state["conversation"], texts))
+        except Exception as err:
+            raise RewardError(
+                f"the reward model failed while scoring {len(texts)} answers "
+                f"({', '.join(pending)}) in cycle {state['cycle']}, period {state['period']}: "
+                f"{type(err).__name__}: {err}"
+            ) from err
         if len(rewards) != len(texts):
-            raise ValueError(
+            raise RewardError(
                 f"reward model returned {len(rewards)} scores for {len(texts)} answers; "
                 "it must return exactly one float per answer"
             )
         usage["reward"]["positions"] += getattr(ctx.reward, "positions_scored", 0) - before
         usage["reward"]["answers"] += len(texts)
         for (key, beam), value in zip(pending.items(), rewards, strict=True):
-            beam["reward"] = _finite(float(value), key)
+            beam["reward"] = _finite(_as_float(value, key), key)
             beam["scored"] = len(beam["answer"])
     period_scores = copy.deepcopy(state["period_scores"])
     if beams:

@@ -7,6 +7,7 @@ from langchain_darwin.policy.base import (
     RowRequest,
     RowResult,
     Sampling,
+    SearchCancelled,
     Work,
 )
 from langchain_darwin.policy.transformers_engine import TransformersPolicy
@@ -18,6 +19,7 @@ __all__ = [
     "RowRequest",
     "RowResult",
     "Sampling",
+    "SearchCancelled",
     "TransformersPolicy",
     "Work",
 ]

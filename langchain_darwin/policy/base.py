@@ -66,10 +66,17 @@ class ExtendOutcome:
     work: Work = field(default_factory=Work)
 
 
+class SearchCancelled(RuntimeError):
+    """The run was cancelled (its session's ``cancel()`` was called) while decoding."""
+
+
 class PolicySession(Protocol):
     """Per-run scratch space of an engine (caches); never part of graph state."""
 
     def clear(self) -> None: ...
+
+    def cancel(self) -> None:
+        """Make the engine stop this run at the next token and drop its caches."""
 
 
 class PolicyEngine(Protocol):

@@ -9,6 +9,7 @@ simply find the longest cached prefix and prefill only the rest.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,9 +46,15 @@ class KVSession:
     def __init__(self, reuse_cache: bool = True) -> None:
         self.reuse_cache = reuse_cache
         self.rows: dict[str, CachedRow] = {}
+        self.cancelled = threading.Event()
 
     def clear(self) -> None:
         self.rows.clear()
+
+    def cancel(self) -> None:
+        """Stop the run's decoding at the next token and free its caches."""
+        self.cancelled.set()
+        self.clear()
 
     def best_prefix(self, context: Sequence[int]) -> tuple[CachedRow | None, int]:
         """The stored row sharing the longest prefix with ``context``, and that length."""

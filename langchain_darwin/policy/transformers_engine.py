@@ -15,7 +15,14 @@ from transformers import (
     TopKLogitsWarper,
 )
 
-from langchain_darwin.policy.base import ExtendOutcome, RowRequest, RowResult, Sampling, Work
+from langchain_darwin.policy.base import (
+    ExtendOutcome,
+    RowRequest,
+    RowResult,
+    Sampling,
+    SearchCancelled,
+    Work,
+)
 from langchain_darwin.policy.kv_session import CachedRow, KVSession, RowKV, stack_rows, unstack_row
 
 
@@ -67,6 +74,8 @@ class TransformersPolicy:
             if commit:
                 session.clear()
             return outcome
+        if session.cancelled.is_set():
+            raise SearchCancelled("the DARWIN search was cancelled")
         if not session.reuse_cache:
             session.clear()
         for key, req in rows.items():
@@ -74,7 +83,7 @@ class TransformersPolicy:
                 raise ValueError(f"row {key!r} has no context tokens to continue from")
         keys = list(rows)
         kvs = self._prefill(session, {k: rows[k] for k in keys}, outcome.work)
-        stored = self._decode(keys, rows, kvs, sampling, outcome)
+        stored = self._decode(session, keys, rows, kvs, sampling, outcome)
         if commit:
             session.rows = stored
         return outcome
@@ -141,6 +150,7 @@ class TransformersPolicy:
 
     def _decode(
         self,
+        session: KVSession,
         keys: list[str],
         rows: Mapping[str, RowRequest],
         kvs: Mapping[str, RowKV],
@@ -165,6 +175,9 @@ class TransformersPolicy:
         generator = torch.Generator(device=device).manual_seed(sampling.seed)
         warpers = self._warpers(sampling)
         while active:
+            if session.cancelled.is_set():
+                session.clear()
+                raise SearchCancelled("the DARWIN search was cancelled")
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
             logits = (
                 self.model(
