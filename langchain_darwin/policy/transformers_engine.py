@@ -15,15 +15,15 @@ from transformers import (
     TopKLogitsWarper,
 )
 
+from langchain_darwin.kv import CachedRow, RowKV, prefill, stack_rows, unstack_row
 from langchain_darwin.policy.base import (
     ExtendOutcome,
     RowRequest,
     RowResult,
     Sampling,
     SearchCancelled,
-    Work,
 )
-from langchain_darwin.policy.kv_session import CachedRow, KVSession, RowKV, stack_rows, unstack_row
+from langchain_darwin.policy.session import KVSession
 
 
 class TransformersPolicy:
@@ -82,71 +82,30 @@ class TransformersPolicy:
             if len(req.tokens) < 1:
                 raise ValueError(f"row {key!r} has no context tokens to continue from")
         keys = list(rows)
-        kvs = self._prefill(session, {k: rows[k] for k in keys}, outcome.work)
+        # every row's cache covers all of its context but the last token, which the first
+        # decode step feeds
+        contexts = {k: list(rows[k].tokens[:-1]) for k in keys}
+        filled = prefill(
+            self._forward, session, contexts, pad_id=self.pad_token_id, device=self.model.device
+        )
+        for key, n in filled.forwarded.items():
+            outcome.work.add_prefill(key, n)
+        kvs = filled.kv
         stored = self._decode(session, keys, rows, kvs, sampling, outcome)
         if commit:
             session.rows = stored
         return outcome
 
-    def _prefill(
-        self, session: KVSession, rows: Mapping[str, RowRequest], work: Work
-    ) -> dict[str, RowKV]:
-        """Bring every row's cache up to all of its context but the last token.
-
-        The longest prefix already cached (by this row or any other) is reused; rows whose
-        pending context is identical are prefilled once.
-        """
-        plans: dict[str, tuple[RowKV, list[int]]] = {}
-        for key, req in rows.items():
-            context = list(req.tokens[:-1])
-            source, kept = session.best_prefix(context)
-            kv = source.prefix(kept) if source is not None and kept else []
-            plans[key] = (kv, context)
-        todo: dict[tuple[int, ...], list[str]] = {}
-        result: dict[str, RowKV] = {}
-        for key, (kv, context) in plans.items():
-            kept = kv[0][0].shape[1] if kv else 0
-            if kept == len(context):
-                result[key] = kv
-            else:
-                todo.setdefault(tuple(context), []).append(key)
-        if todo:
-            groups = list(todo.values())
-            leaders = [g[0] for g in groups]
-            filled = self._forward_pending(leaders, [plans[k] for k in leaders], work)
-            for group, kv in zip(groups, filled, strict=True):
-                for key in group:
-                    result[key] = kv
-        return result
-
-    def _forward_pending(
-        self, keys: Sequence[str], plans: Sequence[tuple[RowKV, list[int]]], work: Work
-    ) -> list[RowKV]:
-        """One batched forward over every row's uncached context (left-padded twice:
-        before the cached part and before the pending part; the mask hides both)."""
-        kept = [kv[0][0].shape[1] if kv else 0 for kv, _ in plans]
-        pending = [ctx[n:] for n, (_, ctx) in zip(kept, plans, strict=True)]
-        width_kept, width_new = max(kept), max(len(p) for p in pending)
-        cache, mask_kept = stack_rows([kv for kv, _ in plans], width_kept)
-        device = self.model.device
-        ids = torch.full((len(plans), width_new), self.pad_token_id, dtype=torch.long)
-        mask_new = torch.zeros(len(plans), width_new, dtype=torch.long)
-        pos = torch.zeros(len(plans), width_new, dtype=torch.long)
-        for i, p in enumerate(pending):
-            if p:
-                ids[i, width_new - len(p) :] = torch.tensor(p)
-                mask_new[i, width_new - len(p) :] = 1
-                pos[i, width_new - len(p) :] = torch.arange(kept[i], kept[i] + len(p))
-            work.add_prefill(keys[i], len(p))
-        mask = torch.cat([mask_kept.to(device), mask_new.to(device)], dim=1)
+    def _forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: DynamicCache
+    ) -> None:
         self.model(
-            input_ids=ids.to(device),
+            input_ids=ids,
             attention_mask=mask,
-            position_ids=pos.to(device),
+            position_ids=pos,
             use_cache=True,
             **{self._cache_arg: cache},
         )
-        return [unstack_row(cache, mask, i) for i in range(len(plans))]
 
     def _decode(
         self,

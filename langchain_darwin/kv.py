@@ -1,0 +1,151 @@
+"""Prefix-reusing KV caches for any decoder: the policy's beams and causal reward models.
+
+Every row keeps its own compact keys/values (one ``(heads, length, head_dim)`` pair per layer).
+Rows are stacked into a padded :class:`~transformers.DynamicCache` for one batched forward and
+cut back into compact rows afterwards, so a row that shares a prefix with anything cached
+(its own earlier tokens, another beam's prompt, a donor's answer) forwards only the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+#: Keys and values of one row: a ``(key, value)`` pair per layer, each ``(heads, length, dim)``.
+RowKV = list[tuple[torch.Tensor, torch.Tensor]]
+#: ``forward(input_ids, attention_mask, position_ids, cache) -> per-position output or None``.
+Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, DynamicCache], torch.Tensor | None]
+
+
+@dataclass
+class CachedRow:
+    tokens: list[int]
+    kv: RowKV
+
+    def prefix(self, length: int) -> RowKV:
+        return [(k[:, :length], v[:, :length]) for k, v in self.kv]
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    diff = (torch.as_tensor(a[:n]) != torch.as_tensor(b[:n])).nonzero()
+    return n if diff.numel() == 0 else int(diff[0])
+
+
+@dataclass
+class PrefixStore:
+    """Cached rows, searched by longest common prefix."""
+
+    rows: dict[Hashable, CachedRow] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        self.rows.clear()
+
+    def best_prefix(self, context: Sequence[int]) -> tuple[CachedRow | None, int]:
+        best, best_len = None, 0
+        for row in self.rows.values():
+            n = common_prefix(row.tokens, context)
+            if n > best_len:
+                best, best_len = row, n
+        return best, best_len
+
+
+def kv_length(kv: RowKV) -> int:
+    return kv[0][0].shape[1] if kv else 0
+
+
+def stack_rows(kvs: Sequence[RowKV], width: int) -> tuple[DynamicCache, torch.Tensor]:
+    """Left-pad rows to ``width`` positions and stack them into one batched cache + mask."""
+    lengths = [kv_length(kv) for kv in kvs]
+    ref = next((kv for kv in kvs if kv), None)
+    if ref is None or width == 0:
+        return DynamicCache(), torch.zeros(len(kvs), width, dtype=torch.long)
+    layers = []
+    for layer in range(len(ref)):
+        heads, _, dim = ref[layer][0].shape
+        k_all = ref[layer][0].new_zeros(len(kvs), heads, width, dim)
+        v_all = ref[layer][1].new_zeros(len(kvs), heads, width, dim)
+        for i, kv in enumerate(kvs):
+            if lengths[i]:
+                k_all[i, :, width - lengths[i] :] = kv[layer][0]
+                v_all[i, :, width - lengths[i] :] = kv[layer][1]
+        layers.append((k_all, v_all))
+    mask = torch.zeros(len(kvs), width, dtype=torch.long, device=ref[0][0].device)
+    for i, n in enumerate(lengths):
+        if n:
+            mask[i, width - n :] = 1
+    return DynamicCache(ddp_cache_data=layers), mask
+
+
+def unstack_row(cache: DynamicCache, mask: torch.Tensor, index: int) -> RowKV:
+    """The compact keys/values of batch row ``index`` (padding columns dropped)."""
+    keep = mask[index].bool()[: cache.layers[0].keys.shape[2]]
+    return [(layer.keys[index][:, keep], layer.values[index][:, keep]) for layer in cache.layers]
+
+
+@dataclass
+class Prefilled:
+    """Per row: its cache after the forward, its last position's output (when asked for),
+    and how many positions were forwarded for it (rows sharing a context are charged once)."""
+
+    kv: dict[Hashable, RowKV] = field(default_factory=dict)
+    last: dict[Hashable, torch.Tensor] = field(default_factory=dict)
+    forwarded: dict[Hashable, int] = field(default_factory=dict)
+
+
+def prefill(
+    forward: Forward,
+    store: PrefixStore,
+    contexts: Mapping[Hashable, Sequence[int]],
+    *,
+    pad_id: int,
+    device: torch.device,
+    need_last: bool = False,
+) -> Prefilled:
+    """Bring each row's cache up to its whole context, reusing the longest cached prefix.
+
+    With ``need_last`` at least the final position is forwarded, so its output is known.
+    Identical contexts are forwarded once. One batched forward serves every row: each is
+    left-padded twice (before its cached part and before its new part); the mask hides both.
+    """
+    out = Prefilled()
+    groups: dict[tuple[int, ...], list[Hashable]] = {}
+    for key, context in contexts.items():
+        groups.setdefault(tuple(context), []).append(key)
+    plans: list[tuple[list[Hashable], RowKV, list[int]]] = []
+    for context, keys in groups.items():
+        source, kept = store.best_prefix(context)
+        kept = min(kept, len(context) - 1) if need_last else kept
+        kv = source.prefix(kept) if source is not None and kept > 0 else []
+        if kept == len(context):
+            for key in keys:
+                out.kv[key] = kv
+        else:
+            plans.append((keys, kv, list(context[kept:])))
+    if not plans:
+        return out
+    kept = [kv_length(kv) for _, kv, _ in plans]
+    width_new = max(len(p) for _, _, p in plans)
+    cache, mask_kept = stack_rows([kv for _, kv, _ in plans], max(kept))
+    ids = torch.full((len(plans), width_new), pad_id, dtype=torch.long)
+    mask_new = torch.zeros(len(plans), width_new, dtype=torch.long)
+    pos = torch.zeros(len(plans), width_new, dtype=torch.long)
+    for i, (keys, _, pending) in enumerate(plans):
+        ids[i, width_new - len(pending) :] = torch.tensor(pending)
+        mask_new[i, width_new - len(pending) :] = 1
+        pos[i, width_new - len(pending) :] = torch.arange(kept[i], kept[i] + len(pending))
+        out.forwarded[keys[0]] = len(pending)
+    mask = torch.cat([mask_kept.to(device), mask_new.to(device)], dim=1)
+    result = forward(ids.to(device), mask, pos.to(device), cache)
+    for i, (keys, _, _) in enumerate(plans):
+        kv = unstack_row(cache, mask, i)
+        for key in keys:
+            out.kv[key] = kv
+            if need_last and result is not None:
+                out.last[key] = result[i, -1]
+    return out
