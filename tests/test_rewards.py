@@ -272,3 +272,22 @@ def test_relevance_uses_the_last_user_turn() -> None:
 def test_relevance_blank_answer_is_low_and_finite() -> None:
     scores = RelevanceReward().score(EGG, ["", "   ", GOOD])
     assert scores[:2] == [0.0, 0.0] and scores[2] > 0.5
+
+
+def test_prefix_cached_scoring_matches_full_scoring_and_reads_only_new_tokens(tiny_dirs) -> None:
+    cached = HFSequenceClassifierReward(str(tiny_dirs[1]))
+    plain = HFSequenceClassifierReward(str(tiny_dirs[1]), prefix_cache=False)
+    conversation = [{"role": "user", "content": "How do I boil an egg?"}]
+    answers = ["Put it", "Put it in water", "Be rude"]
+    for period in range(3):
+        answers = [a + " and boil it" for a in answers]
+        before = cached.positions_scored
+        assert cached.score(conversation, answers) == pytest.approx(
+            plain.score(conversation, answers), abs=1e-4
+        )
+        if period:
+            # a period costs the new text plus the template tail, not the whole answer again
+            assert cached.positions_scored - before < (plain.positions_scored // (period + 1)) / 2
+    before = cached.positions_scored
+    cached.score(conversation, [answers[1]])  # a copied (donor) answer: one position
+    assert cached.positions_scored - before == 1

@@ -3,6 +3,7 @@ first logit is the reward (the usual shape of RLHF reward models)."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import threading
@@ -15,11 +16,13 @@ from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    DynamicCache,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
+from langchain_darwin.kv import CachedRow, PrefixStore, prefill
 from langchain_darwin.rewards.base import Conversation, RewardModel
 
 #: "org/name" as the Hugging Face hub spells repository ids.
@@ -81,6 +84,8 @@ class HFSequenceClassifierReward(RewardModel):
         dtype: torch.dtype | str | None = None,
         batch_size: int = 8,
         max_length: int | None = None,
+        prefix_cache: bool = True,
+        cache_rows: int = 16,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -103,6 +108,10 @@ class HFSequenceClassifierReward(RewardModel):
         self.batch_size = batch_size
         self.max_length = max_length
         self.positions_scored = 0
+        self.prefix_cache = prefix_cache
+        self._store = PrefixStore()
+        self._cache_rows = cache_rows
+        self._cache_lock = threading.Lock()
         self._model: PreTrainedModel | None = None
         self._tokenizer: PreTrainedTokenizerBase | None = None
         self._lock = threading.Lock()
@@ -223,11 +232,64 @@ class HFSequenceClassifierReward(RewardModel):
                         "silently: shorten max_tokens or pass a larger max_length"
                     )
         scores: list[float] = []
+        if self.prefix_cache and self._cacheable():
+            for start in range(0, len(ids), self.batch_size):
+                scores.extend(self._forward_cached(ids[start : start + self.batch_size]))
+            return scores
         for start in range(0, len(ids), self.batch_size):
             scores.extend(self._forward(ids[start : start + self.batch_size]))
         with self._lock:
             self.positions_scored += sum(len(row) for row in ids)
         return scores
+
+    def _cacheable(self) -> bool:
+        """A causal backbone with a ``score`` head on the last token (Llama, Mistral, Qwen,
+        Gemma... sequence classifiers) can reuse the KV cache of text it already read."""
+        model = self.model
+        head = getattr(model, "score", None)
+        if not isinstance(head, torch.nn.Linear) or model.base_model is model:
+            return False
+        params = inspect.signature(model.base_model.forward).parameters
+        return "cache" in params or "past_key_values" in params
+
+    def _backbone(
+        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: DynamicCache
+    ) -> torch.Tensor:
+        base = self.model.base_model
+        params = inspect.signature(base.forward).parameters
+        cache_arg = "cache" if "cache" in params else "past_key_values"
+        out = base(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            use_cache=True,
+            **{cache_arg: cache},
+        )
+        return out.last_hidden_state
+
+    def _forward_cached(self, rows: list[list[int]]) -> list[float]:
+        """Score rows forwarding only what no cached row shares: a beam one period longer
+        costs its new tokens plus the template tail; a copied answer costs one position."""
+        model = self.model
+        pad_id = model.config.get_text_config().pad_token_id
+        with self._cache_lock, torch.inference_mode():
+            filled = prefill(
+                self._backbone,
+                self._store,
+                {i: row for i, row in enumerate(rows)},
+                pad_id=pad_id,
+                device=model.device,
+                need_last=True,
+            )
+            hidden = torch.stack([filled.last[i] for i in range(len(rows))])
+            logits = model.score(hidden.to(model.score.weight.dtype))
+            for i, row in enumerate(rows):
+                self._store.rows.pop(tuple(row), None)
+                self._store.rows[tuple(row)] = CachedRow(list(row), filled.kv[i])
+            while len(self._store.rows) > self._cache_rows:
+                self._store.rows.pop(next(iter(self._store.rows)))
+            self.positions_scored += sum(filled.forwarded.values())
+        return logits[:, 0].float().cpu().tolist()
 
     def _forward(self, rows: list[list[int]]) -> list[float]:
         """One right-padded batch through the classifier."""
