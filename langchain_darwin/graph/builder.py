@@ -4,9 +4,12 @@ unfinished) and the mutation-cycle loop (update_archive -> mutate while cycles r
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+from collections.abc import Callable
+from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.graph import nodes
@@ -27,16 +30,35 @@ def after_update_archive(state: DarwinState) -> Literal["mutate", "finish"]:
     return "mutate" if more else "finish"
 
 
-def build_darwin_graph() -> StateGraph:
-    """The DARWIN search as an uncompiled StateGraph (compile it with any checkpointer)."""
+ContextResolver = Callable[[Runtime[Any]], DarwinContext]
+
+
+def _resolving(node: Callable[..., Any], resolve: ContextResolver) -> Callable[..., Any]:
+    @functools.wraps(node)
+    def run(state: DarwinState, runtime: Runtime[Any]) -> Any:
+        return node(state, runtime.override(context=resolve(runtime)))
+
+    return run
+
+
+def build_darwin_graph(context: ContextResolver | None = None) -> StateGraph:
+    """The DARWIN search as an uncompiled StateGraph (compile it with any checkpointer).
+
+    Runs pass a :class:`DarwinContext`; a served graph, which gets none, passes ``context``
+    to build one (see ``graph/served.py``).
+    """
     graph = StateGraph(DarwinState, context_schema=DarwinContext)
-    graph.add_node("seed", nodes.seed)
-    graph.add_node("mutate", nodes.mutate)
-    graph.add_node("decode_chunk", nodes.decode_chunk)
-    graph.add_node("score", nodes.score)
-    graph.add_node("select_replace", nodes.select_replace)
-    graph.add_node("update_archive", nodes.update_archive)
-    graph.add_node("finish", nodes.finish)
+    steps = [
+        nodes.seed,
+        nodes.mutate,
+        nodes.decode_chunk,
+        nodes.score,
+        nodes.select_replace,
+        nodes.update_archive,
+        nodes.finish,
+    ]
+    for step in steps:
+        graph.add_node(step.__name__, step if context is None else _resolving(step, context))
     graph.add_edge(START, "seed")
     graph.add_conditional_edges("seed", after_seed)
     graph.add_edge("mutate", "decode_chunk")

@@ -28,7 +28,7 @@ MUTATION_SLACK = 48
 
 
 def config_of(state: DarwinState) -> DarwinConfig:
-    return DarwinConfig.model_validate(state["config"])
+    return DarwinConfig.model_validate(state.get("config") or {})
 
 
 def with_instruction(conversation: list[dict[str, str]], instruction: str) -> list[dict[str, str]]:
@@ -107,6 +107,7 @@ def seed(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
     usage = {p: {"prefilled": 0, "decoded": 0} for p in PHASES}
     usage["reward"] = {"positions": 0, "answers": 0}
     return {
+        "config": cfg.model_dump(),
         "seed_value": seed_value,
         "started_at": time.time(),
         "cycle": 0,
