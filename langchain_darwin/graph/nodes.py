@@ -381,7 +381,7 @@ def update_archive(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
     if beams:
         i = max(range(len(beams)), key=lambda k: _rank_key(beams[k]))
         best = _offer(best, beams[i]["answer"], beams[i]["reward"], f"cycle {cycle} beam {i}")
-        cycle_rewards.append(_rank_key(beams[i]))
+        cycle_rewards.append(beams[i]["reward"])  # None: a budget ended it before any score
         own = {}
         for beam in beams:
             own[beam["instruction"]] = max(own.get(beam["instruction"], -math.inf), _rank_key(beam))
@@ -408,10 +408,7 @@ def finish(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
     """The best answer over the seed and every cycle, as text."""
     cfg, ctx = config_of(state), runtime.context
     best = state["best"]
-    if best is None:  # nothing was scored (e.g. a budget hit before the first period)
-        best = Best(answer=list(state["seed"]["answer"]), reward=-math.inf, source="seed")
-    return {
-        "best": best,
-        "answer": answer_text(ctx, best["answer"], cfg.stop),
-        "final_reward": best["reward"],
-    }
+    if best is None:  # nothing was scored: a budget ended the search before the first score
+        answer = answer_text(ctx, state["seed"]["answer"], cfg.stop)
+        return {"answer": answer, "final_reward": None}
+    return {"answer": answer_text(ctx, best["answer"], cfg.stop), "final_reward": best["reward"]}

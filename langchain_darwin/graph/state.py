@@ -50,7 +50,7 @@ class DarwinState(TypedDict, total=False):
     best: Best | None
     stopped: str | None
     # record
-    cycle_rewards: list[float]
+    cycle_rewards: list[float | None]
     period_scores: list[list[list[float | None]]]
     mutated_instructions: list[list[str]]
     mutation_stats: dict[str, int]
@@ -58,7 +58,7 @@ class DarwinState(TypedDict, total=False):
     usage: dict[str, dict[str, int]]
     # output
     answer: str
-    final_reward: float
+    final_reward: float | None
 
 
 @dataclass
