@@ -2,19 +2,43 @@
 
 A thin front door: messages are turned into a plain conversation, the DARWIN graph runs
 over it, and the best answer comes back as an AIMessage with the search in its metadata.
+
+How a call reaches the graph, and why the graph run nests under the chat model's run:
+
+- ``invoke``/``batch`` -> ``_generate``/``_agenerate``, which receive the chat run's manager.
+- ``stream``/``astream`` -> ``_stream``/``_astream``, which LangChain calls *without* a run
+  manager. The overrides of ``stream``/``astream`` fix the chat run's id in advance and hand
+  it, with the caller's callbacks, to ``_stream``/``_astream`` through a context variable.
+- ``stream_events(version="v3")`` hands ``_stream`` the run manager itself.
+
+The best answer is known only when the search ends, so a stream carries the search's
+progress as custom events (LangGraph ``custom`` stream mode, LangChain ``on_custom_event``
+named ``darwin_<step>``) and then the answer, in word-sized text chunks.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.callbacks import CallbackManager, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LangSmithParams
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.callbacks.base import BaseCallbackManager
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.utils.utils import LC_ID_PREFIX
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
@@ -30,7 +54,13 @@ from langchain_darwin.rewards.resolve import as_reward_model
 
 KNOBS = frozenset(DarwinConfig.model_fields)
 #: LangChain's standard parameters that carry no meaning for a local search.
-IGNORED_STANDARD = frozenset({"timeout", "max_retries", "api_key", "base_url", "rate_limiter"})
+IGNORED_STANDARD = frozenset(
+    {"timeout", "max_retries", "api_key", "base_url", "rate_limiter", "stream"}
+)
+#: Name of the graph's run in traces (its nodes are its child runs).
+GRAPH_RUN_NAME = "darwin_search"
+#: A word with the whitespace after it (or leading whitespace): the answer's stream pieces.
+_PIECE = re.compile(r"\S+\s*|\s+")
 
 _GRAPH: CompiledStateGraph | None = None
 _GRAPH_LOCK = threading.Lock()
@@ -45,6 +75,93 @@ def compiled_graph() -> CompiledStateGraph:
         return _GRAPH
 
 
+@dataclass
+class PreparedSearch:
+    """One search ready to run on :func:`compiled_graph`: its input, its run config (recursion
+    limit, callbacks) and its context (policy, reward model, this run's caches). ``close()``
+    frees the caches."""
+
+    graph_input: dict[str, Any]
+    run_config: RunnableConfig
+    context: DarwinContext
+    model: str
+
+    def close(self) -> None:
+        self.context.session.clear()
+
+
+@dataclass(frozen=True)
+class _StreamParent:
+    """The chat run a ``stream``/``astream`` call is about to start: the graph nests under it."""
+
+    callbacks: BaseCallbackManager
+    run_id: uuid.UUID
+
+
+_STREAM_PARENT: ContextVar[_StreamParent | None] = ContextVar("darwin_stream_parent", default=None)
+
+
+def _child_callbacks(
+    parent: BaseCallbackManager | CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun,
+    run_id: uuid.UUID,
+    *,
+    is_async: bool,
+) -> BaseCallbackManager:
+    """Callbacks for runs nested under run ``run_id``: the parent's inheritable handlers,
+    tags and metadata (LLM run managers have no ``get_child()``)."""
+    cls = AsyncCallbackManager if is_async else CallbackManager
+    return cls(
+        handlers=list(parent.inheritable_handlers),
+        inheritable_handlers=list(parent.inheritable_handlers),
+        parent_run_id=run_id,
+        tags=list(parent.inheritable_tags),
+        inheritable_tags=list(parent.inheritable_tags),
+        metadata=dict(parent.inheritable_metadata),
+        inheritable_metadata=dict(parent.inheritable_metadata),
+    )
+
+
+def _stream_parent_callbacks(*, is_async: bool) -> BaseCallbackManager | None:
+    parent = _STREAM_PARENT.get()
+    if parent is None:
+        return None
+    return _child_callbacks(parent.callbacks, parent.run_id, is_async=is_async)
+
+
+def _with_stream_parent(
+    config: RunnableConfig | None, *, is_async: bool
+) -> tuple[RunnableConfig, _StreamParent]:
+    """The caller's config with the chat run's id fixed in advance and its callbacks
+    configured once, so the chat run and the graph run share the same handlers (tracers)."""
+    config = ensure_config(config)
+    manager_cls = AsyncCallbackManager if is_async else CallbackManager
+    callbacks = manager_cls.configure(
+        inheritable_callbacks=config.get("callbacks"),
+        inheritable_tags=config.get("tags"),
+        inheritable_metadata=config.get("metadata"),
+    )
+    run_id = config.get("run_id") or uuid.uuid4()
+    config = {**config, "callbacks": callbacks, "run_id": run_id}
+    return config, _StreamParent(callbacks, run_id)
+
+
+def answer_chunks(message: AIMessage) -> list[AIMessageChunk]:
+    """The answer as word-sized text chunks; the last one carries usage and metadata."""
+    text = message.content if isinstance(message.content, str) else message.text
+    pieces = _PIECE.findall(text) or [""]
+    chunks = [AIMessageChunk(content=piece, id=message.id) for piece in pieces[:-1]]
+    chunks.append(
+        AIMessageChunk(
+            content=pieces[-1],
+            id=message.id,
+            usage_metadata=message.usage_metadata,
+            response_metadata=dict(message.response_metadata),
+            chunk_position="last",
+        )
+    )
+    return chunks
+
+
 class DarwinChatModel(BaseChatModel):
     """Answers steered toward what a reward model prefers, by DARWIN decoding-time search.
 
@@ -53,8 +170,13 @@ class DarwinChatModel(BaseChatModel):
     of a sequence-classifier reward model, a :class:`RewardModel`, a callable
     ``(conversation, answer) -> float``, a list of ``(weight, reward)`` pairs, or None for the
     offline default proxy reward. Every knob of :class:`DarwinConfig` may be given here, as
-    ``config=DarwinConfig(...)``, or per call (``invoke(..., replacement_period=80)``).
+    ``config=DarwinConfig(...)``, or per call (``invoke(..., replacement_period=80)``), and
+    so may ``model`` (``invoke(..., model="/path/to/other")``).
     Weights load lazily, on the first call, once per process.
+
+    ``temperature=0`` decodes greedily; ``stop`` strings end answers; ``max_tokens`` caps
+    answer tokens per beam. ``timeout``, ``max_retries`` and ``api_key`` are accepted and
+    ignored (there is no remote service); use ``max_time`` for a time budget.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
@@ -68,6 +190,8 @@ class DarwinChatModel(BaseChatModel):
     dtype: str | None = None
     timeout: float | None = None
     max_retries: int | None = None
+    streaming: bool = False
+    """Accepted for compatibility; the answer exists only once the search ends."""
 
     _reward: RewardModel | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -162,14 +286,16 @@ class DarwinChatModel(BaseChatModel):
             knobs["stop"] = None
         return self.config.merged(**knobs), model
 
-    def run_search(
+    def prepare_search(
         self,
         messages: Sequence[BaseMessage],
         stop: list[str] | None = None,
-        callbacks: CallbackManager | None = None,
+        callbacks: BaseCallbackManager | None = None,
         **kwargs: Any,
-    ) -> DarwinState:
-        """Run the DARWIN graph over ``messages`` and return its final state."""
+    ) -> PreparedSearch:
+        """Everything one search needs (loading the weights on first use), ready for
+        ``compiled_graph().invoke/stream/ainvoke(p.graph_input, p.run_config,
+        context=p.context)``. Call ``close()`` when done."""
         conversation = to_conversation(messages)
         config, model = self._call_config(stop, dict(kwargs))
         policy = self._policy(model)
@@ -178,20 +304,76 @@ class DarwinChatModel(BaseChatModel):
             reward=self._reward_model(),
             session=policy.new_session(reuse_cache=config.cache == "kv"),
         )
-        run_config: dict[str, Any] = {
+        run_config: RunnableConfig = {
             "recursion_limit": recursion_limit(config),
-            "configurable": {"thread_id": str(uuid.uuid4())},
+            "run_name": GRAPH_RUN_NAME,
         }
         if callbacks is not None:
             run_config["callbacks"] = callbacks
+        return PreparedSearch(
+            graph_input={"conversation": conversation, "config": config.model_dump()},
+            run_config=run_config,
+            context=context,
+            model=model,
+        )
+
+    def run_search(
+        self,
+        messages: Sequence[BaseMessage],
+        stop: list[str] | None = None,
+        callbacks: BaseCallbackManager | None = None,
+        **kwargs: Any,
+    ) -> DarwinState:
+        """Run the DARWIN graph over ``messages`` and return its final state."""
+        search = self.prepare_search(messages, stop=stop, callbacks=callbacks, **kwargs)
         try:
             return compiled_graph().invoke(
-                {"conversation": conversation, "config": config.model_dump()},
-                config=run_config,
-                context=context,
+                search.graph_input, config=search.run_config, context=search.context
             )
         finally:
-            context.session.clear()
+            search.close()
+
+    async def arun_search(
+        self,
+        messages: Sequence[BaseMessage],
+        stop: list[str] | None = None,
+        callbacks: BaseCallbackManager | None = None,
+        **kwargs: Any,
+    ) -> DarwinState:
+        """:meth:`run_search` without blocking the event loop: weights load in a worker
+        thread, and LangGraph runs each (synchronous) node in its executor."""
+        search = await asyncio.to_thread(
+            self.prepare_search, messages, stop=stop, callbacks=callbacks, **kwargs
+        )
+        try:
+            return await compiled_graph().ainvoke(
+                search.graph_input, config=search.run_config, context=search.context
+            )
+        finally:
+            search.close()
+
+    # -- LangChain entry points ----------------------------------------------------------------
+    def _should_stream(
+        self,
+        *,
+        async_api: bool,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> bool:
+        # With a run manager in hand (invoke/batch), LangChain would call _stream without it
+        # and the graph could not nest under the chat run: answer through _generate, which
+        # replays the answer to streaming handlers itself.
+        if run_manager is not None:
+            return False
+        return super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
+
+    def _wants_tokens(
+        self, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
+    ) -> bool:
+        """Whether a streaming handler (astream_events, LangGraph messages mode) listens."""
+        return run_manager is not None and super()._should_stream(
+            async_api=False, run_manager=run_manager
+        )
 
     def _generate(
         self,
@@ -202,27 +384,131 @@ class DarwinChatModel(BaseChatModel):
     ) -> ChatResult:
         callbacks = None
         if run_manager is not None:
-            callbacks = CallbackManager(
-                handlers=run_manager.inheritable_handlers,
-                inheritable_handlers=run_manager.inheritable_handlers,
-                parent_run_id=run_manager.run_id,
-                tags=run_manager.inheritable_tags,
-                inheritable_tags=run_manager.inheritable_tags,
-                metadata=run_manager.inheritable_metadata,
-                inheritable_metadata=run_manager.inheritable_metadata,
-            )
+            callbacks = _child_callbacks(run_manager, run_manager.run_id, is_async=False)
         state = self.run_search(messages, stop=stop, callbacks=callbacks, **kwargs)
-        message = self._to_message(state, kwargs.get("model") or self.model)
+        message = self._to_message(state, kwargs.get("model") or self.model, run_manager)
+        if self._wants_tokens(run_manager):
+            for chunk in answer_chunks(message):
+                run_manager.on_llm_new_token(chunk.text, chunk=ChatGenerationChunk(message=chunk))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _to_message(self, state: DarwinState, model: str) -> AIMessage:
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        callbacks = None
+        if run_manager is not None:
+            callbacks = _child_callbacks(run_manager, run_manager.run_id, is_async=True)
+        state = await self.arun_search(messages, stop=stop, callbacks=callbacks, **kwargs)
+        message = self._to_message(state, kwargs.get("model") or self.model, run_manager)
+        if self._wants_tokens(run_manager):
+            for chunk in answer_chunks(message):
+                await run_manager.on_llm_new_token(
+                    chunk.text, chunk=ChatGenerationChunk(message=chunk)
+                )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        config, parent = _with_stream_parent(config, is_async=False)
+        chunks = super().stream(input, config, stop=stop, **kwargs)
+        try:
+            token = _STREAM_PARENT.set(parent)
+            try:  # the whole search runs before the first chunk: _stream reads `parent` then
+                first = next(chunks, None)
+            finally:
+                _STREAM_PARENT.reset(token)
+            if first is not None:
+                yield first
+                yield from chunks
+        finally:
+            chunks.close()
+
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        config, parent = _with_stream_parent(config, is_async=True)
+        chunks = super().astream(input, config, stop=stop, **kwargs)
+        try:
+            token = _STREAM_PARENT.set(parent)
+            try:
+                first = await anext(chunks, None)
+            finally:
+                _STREAM_PARENT.reset(token)
+            if first is not None:
+                yield first
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            await chunks.aclose()
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        if run_manager is not None:  # stream_events(version="v3") hands it over
+            callbacks = _child_callbacks(run_manager, run_manager.run_id, is_async=False)
+        else:
+            callbacks = _stream_parent_callbacks(is_async=False)
+        state = self.run_search(messages, stop=stop, callbacks=callbacks, **kwargs)
+        message = self._to_message(state, kwargs.get("model") or self.model)
+        for chunk in answer_chunks(message):
+            yield ChatGenerationChunk(message=chunk)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        if run_manager is not None:
+            callbacks = _child_callbacks(run_manager, run_manager.run_id, is_async=True)
+        else:
+            callbacks = _stream_parent_callbacks(is_async=True)
+        state = await self.arun_search(messages, stop=stop, callbacks=callbacks, **kwargs)
+        message = self._to_message(state, kwargs.get("model") or self.model)
+        for chunk in answer_chunks(message):
+            yield ChatGenerationChunk(message=chunk)
+
+    def _to_message(
+        self,
+        state: DarwinState,
+        model: str,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
+    ) -> AIMessage:
         usage = state["usage"]
         prefilled = sum(usage[p]["prefilled"] for p in PHASES)
         decoded = generated_tokens(usage)
         metadata = search_metadata(state)
+        max_tokens = DarwinConfig.model_validate(state["config"]).max_tokens
+        finish = "length" if metadata["answer_tokens"] >= max_tokens else "stop"
         return AIMessage(
             content=state["answer"],
-            response_metadata={"model_name": model, "model_provider": "darwin", "darwin": metadata},
+            id=f"{LC_ID_PREFIX}-{run_manager.run_id}" if run_manager is not None else None,
+            response_metadata={
+                "model_name": model,
+                "model_provider": "darwin",
+                "finish_reason": finish,
+                "darwin": metadata,
+            },
             usage_metadata={
                 "input_tokens": prefilled,
                 "output_tokens": decoded,
@@ -233,8 +519,11 @@ class DarwinChatModel(BaseChatModel):
 
 def search_metadata(state: DarwinState) -> dict[str, Any]:
     """What a user needs to see of a finished search, as plain data."""
-    best = state["best"]
+    best = state["best"]  # None when a budget ended the search before any score
     seed_beam = state["seed"]
+    winner = None
+    if best is not None:
+        winner = {"source": best["source"], "reward": best["reward"], "tokens": len(best["answer"])}
     return {
         "final_reward": state["final_reward"],
         "seed_reward": seed_beam["reward"],
@@ -244,11 +533,8 @@ def search_metadata(state: DarwinState) -> dict[str, Any]:
         "mutated_instructions": state["mutated_instructions"],
         "mutation_stats": state["mutation_stats"],
         "archive": state["archive"],
-        "winner": {
-            "source": best["source"],
-            "reward": best["reward"],
-            "tokens": len(best["answer"]),
-        },
+        "winner": winner,
+        "answer_tokens": len((best or seed_beam)["answer"]),
         "generated_tokens": generated_tokens(state["usage"]),
         "usage": state["usage"],
         "stopped": state.get("stopped"),
