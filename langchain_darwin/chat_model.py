@@ -2,55 +2,48 @@
 
 A thin front door: messages are turned into a plain conversation, the DARWIN graph runs
 over it, and the best answer comes back as an AIMessage with the search in its metadata.
-
-How a call reaches the graph, and why the graph run nests under the chat model's run:
-
-- ``invoke``/``batch`` -> ``_generate``/``_agenerate``, which receive the chat run's manager.
-- ``stream``/``astream`` -> ``_stream``/``_astream``, which LangChain calls *without* a run
-  manager. The overrides of ``stream``/``astream`` fix the chat run's id in advance and hand
-  it, with the caller's callbacks, to ``_stream``/``_astream`` through a context variable.
-- ``stream_events(version="v3")`` hands ``_stream`` the run manager itself.
-
 The best answer is known only when the search ends, so a stream carries the search's
 progress as custom events (LangGraph ``custom`` stream mode, LangChain ``on_custom_event``
-named ``darwin_<step>``) and then the answer, in word-sized text chunks.
+named ``darwin_<step>``) and then the answer in word-sized chunks (see ``streaming.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
-import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.callbacks import (
-    AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
-    CallbackManager,
     CallbackManagerForLLMRun,
 )
 from langchain_core.callbacks.base import BaseCallbackManager
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.runnables import RunnableConfig
 from langchain_core.utils.utils import LC_ID_PREFIX
-from langgraph.graph.state import CompiledStateGraph
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.conversation import to_conversation
-from langchain_darwin.graph.builder import build_darwin_graph, recursion_limit
+from langchain_darwin.graph.builder import compiled_graph, recursion_limit
 from langchain_darwin.graph.nodes import PHASES, generated_tokens
+from langchain_darwin.graph.report import search_metadata
 from langchain_darwin.graph.state import DarwinContext, DarwinState
 from langchain_darwin.models import DEFAULT_MODEL, load_policy
 from langchain_darwin.policy.transformers_engine import TransformersPolicy
 from langchain_darwin.rewards.base import RewardModel
 from langchain_darwin.rewards.resolve import as_reward_model
+from langchain_darwin.streaming import (
+    STREAM_PARENT,
+    answer_chunks,
+    child_callbacks,
+    stream_parent_callbacks,
+    with_stream_parent,
+)
 
 KNOBS = frozenset(DarwinConfig.model_fields)
 #: LangChain's standard parameters that carry no meaning for a local search.
@@ -59,20 +52,6 @@ IGNORED_STANDARD = frozenset(
 )
 #: Name of the graph's run in traces (its nodes are its child runs).
 GRAPH_RUN_NAME = "darwin_search"
-#: A word with the whitespace after it (or leading whitespace): the answer's stream pieces.
-_PIECE = re.compile(r"\S+\s*|\s+")
-
-_GRAPH: CompiledStateGraph | None = None
-_GRAPH_LOCK = threading.Lock()
-
-
-def compiled_graph() -> CompiledStateGraph:
-    """The DARWIN graph compiled once per process (it holds no models)."""
-    global _GRAPH
-    with _GRAPH_LOCK:
-        if _GRAPH is None:
-            _GRAPH = build_darwin_graph().compile()
-        return _GRAPH
 
 
 @dataclass
@@ -88,78 +67,6 @@ class PreparedSearch:
 
     def close(self) -> None:
         self.context.session.clear()
-
-
-@dataclass(frozen=True)
-class _StreamParent:
-    """The chat run a ``stream``/``astream`` call is about to start: the graph nests under it."""
-
-    callbacks: BaseCallbackManager
-    run_id: uuid.UUID
-
-
-_STREAM_PARENT: ContextVar[_StreamParent | None] = ContextVar("darwin_stream_parent", default=None)
-
-
-def _child_callbacks(
-    parent: BaseCallbackManager | CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun,
-    run_id: uuid.UUID,
-    *,
-    is_async: bool,
-) -> BaseCallbackManager:
-    """Callbacks for runs nested under run ``run_id``: the parent's inheritable handlers,
-    tags and metadata (LLM run managers have no ``get_child()``)."""
-    cls = AsyncCallbackManager if is_async else CallbackManager
-    return cls(
-        handlers=list(parent.inheritable_handlers),
-        inheritable_handlers=list(parent.inheritable_handlers),
-        parent_run_id=run_id,
-        tags=list(parent.inheritable_tags),
-        inheritable_tags=list(parent.inheritable_tags),
-        metadata=dict(parent.inheritable_metadata),
-        inheritable_metadata=dict(parent.inheritable_metadata),
-    )
-
-
-def _stream_parent_callbacks(*, is_async: bool) -> BaseCallbackManager | None:
-    parent = _STREAM_PARENT.get()
-    if parent is None:
-        return None
-    return _child_callbacks(parent.callbacks, parent.run_id, is_async=is_async)
-
-
-def _with_stream_parent(
-    config: RunnableConfig | None, *, is_async: bool
-) -> tuple[RunnableConfig, _StreamParent]:
-    """The caller's config with the chat run's id fixed in advance and its callbacks
-    configured once, so the chat run and the graph run share the same handlers (tracers)."""
-    config = ensure_config(config)
-    manager_cls = AsyncCallbackManager if is_async else CallbackManager
-    callbacks = manager_cls.configure(
-        inheritable_callbacks=config.get("callbacks"),
-        inheritable_tags=config.get("tags"),
-        inheritable_metadata=config.get("metadata"),
-    )
-    run_id = config.get("run_id") or uuid.uuid4()
-    config = {**config, "callbacks": callbacks, "run_id": run_id}
-    return config, _StreamParent(callbacks, run_id)
-
-
-def answer_chunks(message: AIMessage) -> list[AIMessageChunk]:
-    """The answer as word-sized text chunks; the last one carries usage and metadata."""
-    text = message.content if isinstance(message.content, str) else message.text
-    pieces = _PIECE.findall(text) or [""]
-    chunks = [AIMessageChunk(content=piece, id=message.id) for piece in pieces[:-1]]
-    chunks.append(
-        AIMessageChunk(
-            content=pieces[-1],
-            id=message.id,
-            usage_metadata=message.usage_metadata,
-            response_metadata=dict(message.response_metadata),
-            chunk_position="last",
-        )
-    )
-    return chunks
 
 
 class DarwinChatModel(BaseChatModel):
@@ -349,6 +256,10 @@ class DarwinChatModel(BaseChatModel):
             return await compiled_graph().ainvoke(
                 search.graph_input, config=search.run_config, context=search.context
             )
+        except asyncio.CancelledError:
+            # the node running in LangGraph's executor thread stops at its next token
+            search.context.session.cancel()
+            raise
         finally:
             search.close()
 
@@ -384,7 +295,7 @@ class DarwinChatModel(BaseChatModel):
     ) -> ChatResult:
         callbacks = None
         if run_manager is not None:
-            callbacks = _child_callbacks(run_manager, run_manager.run_id, is_async=False)
+            callbacks = child_callbacks(run_manager, run_manager.run_id, is_async=False)
         state = self.run_search(messages, stop=stop, callbacks=callbacks, **kwargs)
         message = self._to_message(state, kwargs.get("model") or self.model, run_manager)
         if self._wants_tokens(run_manager):
@@ -401,7 +312,7 @@ class DarwinChatModel(BaseChatModel):
     ) -> ChatResult:
         callbacks = None
         if run_manager is not None:
-            callbacks = _child_callbacks(run_manager, run_manager.run_id, is_async=True)
+            callbacks = child_callbacks(run_manager, run_manager.run_id, is_async=True)
         state = await self.arun_search(messages, stop=stop, callbacks=callbacks, **kwargs)
         message = self._to_message(state, kwargs.get("model") or self.model, run_manager)
         if self._wants_tokens(run_manager):
@@ -419,14 +330,14 @@ class DarwinChatModel(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
-        config, parent = _with_stream_parent(config, is_async=False)
+        config, parent = with_stream_parent(config, is_async=False)
         chunks = super().stream(input, config, stop=stop, **kwargs)
         try:
-            token = _STREAM_PARENT.set(parent)
+            token = STREAM_PARENT.set(parent)
             try:  # the whole search runs before the first chunk: _stream reads `parent` then
                 first = next(chunks, None)
             finally:
-                _STREAM_PARENT.reset(token)
+                STREAM_PARENT.reset(token)
             if first is not None:
                 yield first
                 yield from chunks
@@ -441,14 +352,14 @@ class DarwinChatModel(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
-        config, parent = _with_stream_parent(config, is_async=True)
+        config, parent = with_stream_parent(config, is_async=True)
         chunks = super().astream(input, config, stop=stop, **kwargs)
         try:
-            token = _STREAM_PARENT.set(parent)
+            token = STREAM_PARENT.set(parent)
             try:
                 first = await anext(chunks, None)
             finally:
-                _STREAM_PARENT.reset(token)
+                STREAM_PARENT.reset(token)
             if first is not None:
                 yield first
                 async for chunk in chunks:
@@ -464,9 +375,9 @@ class DarwinChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         if run_manager is not None:  # stream_events(version="v3") hands it over
-            callbacks = _child_callbacks(run_manager, run_manager.run_id, is_async=False)
+            callbacks = child_callbacks(run_manager, run_manager.run_id, is_async=False)
         else:
-            callbacks = _stream_parent_callbacks(is_async=False)
+            callbacks = stream_parent_callbacks(is_async=False)
         state = self.run_search(messages, stop=stop, callbacks=callbacks, **kwargs)
         message = self._to_message(state, kwargs.get("model") or self.model)
         for chunk in answer_chunks(message):
@@ -480,9 +391,9 @@ class DarwinChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         if run_manager is not None:
-            callbacks = _child_callbacks(run_manager, run_manager.run_id, is_async=True)
+            callbacks = child_callbacks(run_manager, run_manager.run_id, is_async=True)
         else:
-            callbacks = _stream_parent_callbacks(is_async=True)
+            callbacks = stream_parent_callbacks(is_async=True)
         state = await self.arun_search(messages, stop=stop, callbacks=callbacks, **kwargs)
         message = self._to_message(state, kwargs.get("model") or self.model)
         for chunk in answer_chunks(message):
@@ -517,27 +428,11 @@ class DarwinChatModel(BaseChatModel):
         )
 
 
-def search_metadata(state: DarwinState) -> dict[str, Any]:
-    """What a user needs to see of a finished search, as plain data."""
-    best = state["best"]  # None when a budget ended the search before any score
-    seed_beam = state["seed"]
-    winner = None
-    if best is not None:
-        winner = {"source": best["source"], "reward": best["reward"], "tokens": len(best["answer"])}
-    return {
-        "final_reward": state["final_reward"],
-        "seed_reward": seed_beam["reward"],
-        "seed_answer_tokens": len(seed_beam["answer"]),
-        "cycle_rewards": state["cycle_rewards"],
-        "period_scores": state["period_scores"],
-        "mutated_instructions": state["mutated_instructions"],
-        "mutation_stats": state["mutation_stats"],
-        "archive": state["archive"],
-        "winner": winner,
-        "answer_tokens": len((best or seed_beam)["answer"]),
-        "generated_tokens": generated_tokens(state["usage"]),
-        "usage": state["usage"],
-        "stopped": state.get("stopped"),
-        "seed": state["seed_value"],
-        "config": state["config"],
-    }
+__all__ = [
+    "GRAPH_RUN_NAME",
+    "DarwinChatModel",
+    "PreparedSearch",
+    "answer_chunks",
+    "compiled_graph",
+    "search_metadata",
+]

@@ -5,10 +5,12 @@ unfinished) and the mutation-cycle loop (update_archive -> mutate while cycles r
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from langchain_darwin.config import DarwinConfig
@@ -75,3 +77,16 @@ def recursion_limit(config: DarwinConfig) -> int:
     periods = -(-(config.max_tokens + config.look_ahead) // config.replacement_period) + 2
     per_cycle = 3 * periods + 2
     return (config.iterations + 1) * per_cycle + 10
+
+
+_GRAPH: CompiledStateGraph | None = None
+_GRAPH_LOCK = threading.Lock()
+
+
+def compiled_graph() -> CompiledStateGraph:
+    """The DARWIN graph compiled once per process (it holds no models)."""
+    global _GRAPH
+    with _GRAPH_LOCK:
+        if _GRAPH is None:
+            _GRAPH = build_darwin_graph().compile()
+        return _GRAPH

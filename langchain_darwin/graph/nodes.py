@@ -16,7 +16,7 @@ from langgraph.runtime import Runtime
 from langchain_darwin import archive as archive_ops
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.graph.draws import keyed_rng, keyed_seed
-from langchain_darwin.graph.progress import emit
+from langchain_darwin.graph.progress import emit, preview
 from langchain_darwin.graph.state import Beam, Best, DarwinContext, DarwinState, new_beam
 from langchain_darwin.mutation import ORIGINAL, mutation_prompt, select_instructions
 from langchain_darwin.policy.base import ExtendOutcome, RowRequest, Sampling
@@ -225,7 +225,7 @@ def decode_chunk(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[st
         runtime,
         "decode_chunk",
         cycle=state["cycle"],
-        period=state["period"],
+        period=state["period"] + 1,
         alive=sum(not b["finished"] for b in beams),
         generated_tokens=generated_tokens(usage),
     )
@@ -299,6 +299,7 @@ def score(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]
     period_scores = copy.deepcopy(state["period_scores"])
     if beams:
         period_scores[-1].append([b["reward"] for b in beams])
+    leader = max([*beams, seed_beam], key=_rank_key)
     emit(
         runtime,
         "score",
@@ -306,7 +307,8 @@ def score(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]
         period=state["period"],
         rewards=[b["reward"] for b in beams],
         seed_reward=seed_beam["reward"],
-        best=max((b["reward"] for b in beams if b["reward"] is not None), default=None),
+        best=leader["reward"],
+        leader=preview(answer_text(ctx, leader["answer"], cfg.stop)),
     )
     return {"beams": beams, "seed": seed_beam, "usage": usage, "period_scores": period_scores}
 
@@ -408,7 +410,11 @@ def finish(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
     """The best answer over the seed and every cycle, as text."""
     cfg, ctx = config_of(state), runtime.context
     best = state["best"]
+    seed_answer = answer_text(ctx, state["seed"]["answer"], cfg.stop)
     if best is None:  # nothing was scored: a budget ended the search before the first score
-        answer = answer_text(ctx, state["seed"]["answer"], cfg.stop)
-        return {"answer": answer, "final_reward": None}
-    return {"answer": answer_text(ctx, best["answer"], cfg.stop), "final_reward": best["reward"]}
+        return {"answer": seed_answer, "final_reward": None, "seed_answer": seed_answer}
+    return {
+        "answer": answer_text(ctx, best["answer"], cfg.stop),
+        "final_reward": best["reward"],
+        "seed_answer": seed_answer,
+    }

@@ -59,6 +59,7 @@ class DarwinState(TypedDict, total=False):
     # output
     answer: str
     final_reward: float | None
+    seed_answer: str
 
 
 @dataclass

@@ -1,0 +1,35 @@
+"""What a user sees of a finished search: the final state, summarised as plain data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_darwin.graph.nodes import generated_tokens
+from langchain_darwin.graph.state import DarwinState
+
+
+def search_metadata(state: DarwinState) -> dict[str, Any]:
+    """What a user needs to see of a finished search, as plain data."""
+    best = state["best"]  # None when a budget ended the search before any score
+    seed_beam = state["seed"]
+    winner = None
+    if best is not None:
+        winner = {"source": best["source"], "reward": best["reward"], "tokens": len(best["answer"])}
+    return {
+        "final_reward": state["final_reward"],
+        "seed_reward": seed_beam["reward"],
+        "seed_answer": state.get("seed_answer"),
+        "seed_answer_tokens": len(seed_beam["answer"]),
+        "cycle_rewards": state["cycle_rewards"],
+        "period_scores": state["period_scores"],
+        "mutated_instructions": state["mutated_instructions"],
+        "mutation_stats": state["mutation_stats"],
+        "archive": state["archive"],
+        "winner": winner,
+        "answer_tokens": len((best or seed_beam)["answer"]),
+        "generated_tokens": generated_tokens(state["usage"]),
+        "usage": state["usage"],
+        "stopped": state.get("stopped"),
+        "seed": state["seed_value"],
+        "config": state["config"],
+    }
