@@ -23,8 +23,9 @@ from langchain_darwin.policy.base import ExtendOutcome, RowRequest, Sampling
 
 SEED_ROW = "seed"
 PHASES = ("seed", "mutation", "beams", "look_ahead")
-#: Ceiling on a mutation reply, in tokens beyond the instruction's own length.
-MUTATION_SLACK = 48
+#: Ceiling on a mutation reply: twice the instruction's tokens plus this slack. A reply also
+#: ends at its first line break (a rewrite is one line).
+MUTATION_SLACK = 16
 
 
 def config_of(state: DarwinState) -> DarwinConfig:
@@ -142,8 +143,12 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
     updates: dict[str, Any] = {}
     if cfg.mutation:
         prompt = ctx.policy.render([{"role": "user", "content": mutation_prompt(instruction)}])
-        budget = len(ctx.policy.render([{"role": "user", "content": instruction}])) + MUTATION_SLACK
-        rows = {f"mutation{i}": RowRequest(prompt, budget) for i in range(cfg.n_instructions)}
+        budget = 2 * len(ctx.policy.tokenize(instruction)) + MUTATION_SLACK
+        line_end = ctx.policy.line_break_ids
+        rows = {
+            f"mutation{i}": RowRequest(prompt, budget, stop_ids=line_end)
+            for i in range(cfg.n_instructions)
+        }
         if not seed_beam["finished"]:
             rows[SEED_ROW] = RowRequest(
                 seed_beam["prompt"] + seed_beam["answer"],

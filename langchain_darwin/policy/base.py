@@ -32,6 +32,9 @@ class RowRequest:
     tokens: Sequence[int]
     max_new: int
     rider: bool = False
+    #: Tokens that end this row (kept in its answer) once it has some non-blank text:
+    #: a mutation request ends at its first line break.
+    stop_ids: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -85,8 +88,15 @@ class PolicyEngine(Protocol):
     eos_token_ids: frozenset[int]
     context_window: int | None
 
+    @property
+    def line_break_ids(self) -> frozenset[int]:
+        """Token ids whose text contains a line break."""
+
     def render(self, conversation: Sequence[Mapping[str, str]]) -> list[int]:
         """Prompt token ids of a conversation, ending where the assistant's answer starts."""
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of plain text (no template, no special tokens)."""
 
     def detokenize(self, tokens: Sequence[int]) -> str: ...
 

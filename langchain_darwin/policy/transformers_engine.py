@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping, Sequence
 
@@ -44,6 +45,11 @@ class TransformersPolicy:
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
 
+    @functools.cached_property
+    def line_break_ids(self) -> frozenset[int]:
+        vocab = self.tokenizer.get_vocab().values()
+        return frozenset(i for i in vocab if "\n" in self.tokenizer.decode([i]))
+
     # -- text <-> tokens -------------------------------------------------------------
     def render(
         self, conversation: Sequence[Mapping[str, str]], **template_kwargs: object
@@ -51,6 +57,9 @@ class TransformersPolicy:
         text = self.tokenizer.apply_chat_template(
             list(conversation), add_generation_prompt=True, tokenize=False, **template_kwargs
         )
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def detokenize(self, tokens: Sequence[int]) -> str:
@@ -91,6 +100,8 @@ class TransformersPolicy:
         for key, n in filled.forwarded.items():
             outcome.work.add_prefill(key, n)
         kvs = filled.kv
+        if commit:  # the old rows are no longer needed: free them before the batch grows
+            session.rows = {}
         stored = self._decode(session, keys, rows, kvs, sampling, outcome)
         if commit:
             session.rows = stored
@@ -112,7 +123,7 @@ class TransformersPolicy:
         session: KVSession,
         keys: list[str],
         rows: Mapping[str, RowRequest],
-        kvs: Mapping[str, RowKV],
+        kvs: dict[str, RowKV],
         sampling: Sampling,
         outcome: ExtendOutcome,
     ) -> dict[str, CachedRow]:
@@ -128,6 +139,7 @@ class TransformersPolicy:
             return stored
         width = max(len(rows[k].tokens) - 1 for k in active)
         cache, mask = stack_rows([kvs[k] for k in active], width)
+        kvs.clear()  # the batched cache holds the only copy now
         mask = mask.to(device)
         last = torch.tensor([[rows[k].tokens[-1]] for k in active], device=device)
         positions = torch.tensor([[len(rows[k].tokens) - 1] for k in active], device=device)
@@ -160,6 +172,9 @@ class TransformersPolicy:
                     result.ended = True
                     continue
                 result.new_tokens.append(token)
+                if token in rows[key].stop_ids and self.detokenize(result.new_tokens).strip():
+                    result.ended = True
+                    continue
                 if len(result.new_tokens) < rows[key].max_new:
                     keep.append(i)
                 else:
