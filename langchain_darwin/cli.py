@@ -1,0 +1,258 @@
+"""The ``darwin`` command: answer one prompt with a DARWIN search, with live progress.
+
+    darwin "How do I boil an egg?" --demo --compare
+    darwin "Write a haiku about rain" --iterations 2 --max-tokens 128 --json
+
+Every knob of :class:`DarwinConfig` is a flag, generated from its fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import types
+from collections.abc import Sequence
+from typing import Any, Literal, Union, get_args, get_origin
+
+from langchain_core.messages import HumanMessage
+from pydantic import ValidationError
+from rich.console import Console
+from rich.panel import Panel
+from rich.text import Text
+
+from langchain_darwin.chat_model import DarwinChatModel, search_metadata
+from langchain_darwin.cli_progress import Tracker, run_with_progress
+from langchain_darwin.config import DarwinConfig
+from langchain_darwin.graph.nodes import RewardError
+from langchain_darwin.models import DEFAULT_MODEL
+
+#: ``--demo``: small enough to finish in a couple of minutes on two CPU cores.
+DEMO = {"max_tokens": 96, "replacement_period": 32}
+INTERRUPTED = 130
+
+
+def _knob_arguments(annotation: Any) -> dict[str, Any]:
+    """argparse keywords for a DarwinConfig field's type (optional types lose their None)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        (annotation,) = [a for a in get_args(annotation) if a is not type(None)]
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if get_origin(annotation) is Literal:
+        choices = get_args(annotation)
+        return {"choices": choices, "type": type(choices[0])}
+    if get_origin(annotation) is list:
+        return {"action": "append", "type": get_args(annotation)[0], "metavar": "TEXT"}
+    return {"type": annotation, "metavar": {int: "N", float: "X"}.get(annotation)}
+
+
+def _flags(knobs: dict[str, Any]) -> str:
+    return " ".join(f"--{name.replace('_', '-')} {value}" for name, value in knobs.items())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="darwin",
+        description="Answer PROMPT with DARWIN decoding-time alignment: mutated instructions "
+        "explore, a reward model steers beams every replacement period.",
+        epilog=f"--demo sets {_flags(DEMO)} (explicit flags win). "
+        "Ctrl-C prints the best answer found so far and exits 130.",
+    )
+    parser.add_argument("prompt", help="the user message to answer ('-' reads it from stdin)")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="policy: 'default' (embedded SmolLM2-135M-Instruct), a local folder or a cached "
+        "hub id (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--reward-model",
+        help="folder or cached hub id of a sequence-classifier reward model "
+        "(default: the offline MiniLM relevance + VADER tone proxy)",
+    )
+    parser.add_argument(
+        "--relevance-weight",
+        type=float,
+        default=1.0,
+        help="weight of relevance in the default reward (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tone-weight",
+        type=float,
+        default=0.5,
+        help="weight of tone in the default reward (default: %(default)s)",
+    )
+    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--demo", action="store_true", help="small settings for a quick CPU run")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run a plain sample (iterations=0, same model and seed) and show its reward",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object on stdout, nothing else (progress still goes to stderr)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    knobs = parser.add_argument_group("DARWIN knobs (DarwinConfig; defaults follow the paper)")
+    for name, info in DarwinConfig.model_fields.items():
+        default = info.get_default()
+        shown = {None: "none", True: "on", False: "off"}.get(default, default)
+        help_text = f"{info.description} (default: {shown})".replace("%", "%%")
+        knobs.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            default=None,
+            help=help_text,
+            **_knob_arguments(info.annotation),
+        )
+    return parser
+
+
+def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> DarwinConfig:
+    """The knobs given on the command line over the --demo preset, with a seed always set
+    so that the DARWIN run and the --compare sample share it."""
+    knobs = dict(DEMO) if args.demo else {}
+    knobs.update(
+        {k: getattr(args, k) for k in DarwinConfig.model_fields if getattr(args, k) is not None}
+    )
+    knobs.setdefault("seed", random.SystemRandom().randrange(2**31))
+    try:
+        return DarwinConfig(**knobs)
+    except ValidationError as err:
+        problems = "; ".join(
+            (f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: " if e["loc"] else "") + e["msg"]
+            for e in err.errors()
+        )
+        parser.error(problems)
+
+
+def plain_json(value: Any) -> Any:
+    """Non-finite floats (an unscored answer ranks at -inf) become null: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    return value
+
+
+def _result(tracker: Tracker) -> dict[str, Any]:
+    state = tracker.state
+    return {
+        "answer": state["answer"],
+        "reward": state["final_reward"],
+        "seed_answer": state["seed_answer"],
+        "seed_reward": state["seed"]["reward"],
+        "seconds": round(tracker.seconds, 2),
+        "darwin": search_metadata(state),  # type: ignore[arg-type]
+    }
+
+
+def _show(out: Console, title: str, answer: str, footer: str) -> None:
+    out.print(Panel(Text(answer.strip() or "(empty answer)"), title=title, title_align="left"))
+    out.print(Text(footer))
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _report(out: Console, darwin: dict[str, Any], plain: dict[str, Any] | None) -> None:
+    meta = darwin["darwin"]
+    stopped = f", stopped early by {meta['stopped']}" if meta["stopped"] else ""
+    _show(
+        out,
+        "DARWIN answer",
+        darwin["answer"],
+        f"seed reward {_fmt(darwin['seed_reward'])} -> final reward {_fmt(darwin['reward'])} "
+        f"(winner: {meta['winner']['source']}{stopped})\n"
+        f"{meta['config']['iterations']} mutation cycle(s), {meta['generated_tokens']} "
+        f"generated tokens, {darwin['seconds']:.1f} s, seed {meta['seed']}",
+    )
+    if plain is not None:
+        _show(
+            out,
+            f"plain sample (iterations=0, seed {meta['seed']})",
+            plain["answer"],
+            f"plain reward {_fmt(plain['reward'])} vs DARWIN reward {_fmt(darwin['reward'])}\n"
+            f"{plain['darwin']['generated_tokens']} generated tokens, {plain['seconds']:.1f} s",
+        )
+
+
+def _interrupted(out: Console, tracker: Tracker, as_json: bool) -> int:
+    best = tracker.best()
+    if best is None:
+        print("interrupted before any answer was scored", file=sys.stderr)
+        return INTERRUPTED
+    answer = tracker.text(best.tokens)
+    if as_json:
+        found = {"interrupted": True, "answer": answer, "reward": best.reward}
+        print(json.dumps(plain_json({**found, "source": best.source, "partial": best.partial})))
+    else:
+        note = " (unfinished beam)" if best.partial else ""
+        _show(
+            out,
+            "interrupted: best answer so far",
+            answer,
+            f"reward {_fmt(best.reward)}, from {best.source}{note}",
+        )
+    return INTERRUPTED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config = config_from(args, parser)
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    messages = [HumanMessage(prompt)]
+    out = Console(highlight=False)
+    progress = None if args.quiet else Console(stderr=True)
+    _quiet_transformers()
+    chat = DarwinChatModel(
+        model=args.model,
+        reward_model=args.reward_model,
+        relevance_weight=args.relevance_weight,
+        tone_weight=args.tone_weight,
+        device=args.device,
+        config=config,
+    )
+    darwin, plain = Tracker("DARWIN"), None
+    code = 0
+    try:
+        run_with_progress(chat, messages, darwin, progress)
+        if args.compare:
+            plain = Tracker("plain")
+            run_with_progress(chat, messages, plain, progress, iterations=0)
+    except KeyboardInterrupt:
+        if not darwin.finished:
+            return _interrupted(out, darwin, args.json)
+        plain, code = None, INTERRUPTED  # DARWIN's answer is complete; the comparison is not
+    except (ValueError, OSError, RewardError) as err:  # a bad model, prompt or reward model
+        print(f"darwin: error: {err}", file=sys.stderr)
+        return 1
+    result = _result(darwin)
+    plain_result = _result(plain) if plain else None
+    if args.json:
+        if plain_result is not None:
+            result["plain"] = plain_result
+        print(json.dumps(plain_json(result)))
+    else:
+        _report(out, result, plain_result)
+    return code
+
+
+def _quiet_transformers() -> None:
+    """Weight-loading progress bars and notices would clutter the progress display."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

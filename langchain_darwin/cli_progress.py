@@ -1,0 +1,164 @@
+"""Running a DARWIN search for the ``darwin`` command: stream the graph, keep its latest
+state (so Ctrl-C can still answer with the best so far) and show live progress with rich."""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+from rich.console import Console
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from langchain_darwin.chat_model import DarwinChatModel, PreparedSearch, compiled_graph
+from langchain_darwin.config import DarwinConfig
+from langchain_darwin.graph.nodes import answer_text, generated_tokens
+
+
+@dataclass
+class Candidate:
+    """An answer with the reward it was scored at: ``partial`` if its beam was unfinished."""
+
+    tokens: list[int]
+    reward: float
+    source: str
+    partial: bool = False
+
+
+@dataclass
+class Tracker:
+    """What one search has shown so far: its latest state and its latest progress event."""
+
+    label: str
+    config: DarwinConfig | None = None
+    search: PreparedSearch | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    step: str = "loading models"
+    started: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+
+    def feed(self, mode: str, chunk: Any) -> None:
+        if mode == "values":
+            self.state = chunk
+        elif isinstance(chunk, dict) and "step" in chunk:
+            self.step = chunk["step"]
+        self.seconds = time.monotonic() - self.started
+
+    @property
+    def finished(self) -> bool:
+        return "answer" in self.state
+
+    def text(self, tokens: list[int]) -> str:
+        """Answer tokens as text, cut at the first stop string as the graph cuts answers."""
+        assert self.search is not None and self.config is not None, "the search has not started"
+        return answer_text(self.search.context, tokens, self.config.stop)
+
+    def best(self) -> Candidate | None:
+        """The best scored answer so far: the search's best, the seed, or a beam's prefix."""
+        state, found = self.state, []
+        if state.get("best"):
+            best = state["best"]
+            found.append(Candidate(best["answer"], best["reward"], best["source"]))
+        beams = [("seed", state["seed"])] if state.get("seed") else []
+        for i, beam in enumerate(state.get("beams", [])):
+            beams.append((f"cycle {state['cycle']} beam {i}", beam))
+        for source, beam in beams:
+            if beam["reward"] is not None:
+                tokens = beam["answer"][: beam["scored"]]  # the text its reward was given for
+                found.append(Candidate(tokens, beam["reward"], source, not beam["finished"]))
+        return max(found, key=lambda c: c.reward, default=None)
+
+    def __rich__(self) -> Table:
+        """One line: where the search is, beams alive, best and seed reward, tokens, time."""
+        state, cfg = self.state, self.config
+        if cfg is None or "seed" not in state:
+            where = "starting"
+        elif cfg.iterations == 0:
+            where = "seed only"
+        else:
+            where = f"cycle {min(state['cycle'] + 1, cfg.iterations)}/{cfg.iterations}"
+        beams = state.get("beams", [])
+        alive = sum(not b["finished"] for b in beams)
+        best = self.best()
+        tokens = generated_tokens(state["usage"]) if "usage" in state else 0
+        done = self.finished
+        seconds = self.seconds if done else time.monotonic() - self.started
+        line = Text.assemble(
+            f"{where} · period {state.get('period', 0)} · {'done' if done else self.step} · ",
+            f"beams alive {alive}/{len(beams)} · " if beams else "",
+            (f"best {_fmt(best.reward if best else None)}", "bold green"),
+            f" · seed {_fmt((state.get('seed') or {}).get('reward'))}",
+            f" · {tokens} tokens · {seconds:.0f} s",
+        )
+        label = Text(self.label, style="bold")
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True, min_width=len(self.label) + 2)
+        grid.add_column(no_wrap=True, overflow="ellipsis")
+        grid.add_row(Text.assemble("✓ ", label) if done else Spinner("dots", label), line)
+        return grid
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}" if math.isfinite(value) else str(value)
+
+
+@contextmanager
+def _stop_on_ctrl_c(tracker: Tracker) -> Iterator[None]:
+    """Ctrl-C cancels the search's session, so the node running in LangGraph's executor
+    stops at its next token instead of finishing its step, then interrupts as usual."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        tracker.step = "Ctrl-C: stopping"
+        if tracker.search is not None:
+            tracker.search.context.session.cancel()
+        signal.default_int_handler(signum, frame)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_with_progress(
+    chat: DarwinChatModel,
+    messages: Sequence[BaseMessage],
+    tracker: Tracker,
+    console: Console | None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Run one search of ``chat`` to its end (``overrides``: per-call knobs), streaming its
+    states into ``tracker``, so that after a Ctrl-C the tracker holds the last state."""
+    live = Live(tracker, console=console, refresh_per_second=4) if console else nullcontext()
+    try:
+        with live, _stop_on_ctrl_c(tracker):
+            search = chat.prepare_search(messages, **overrides)  # loads weights on first use
+            tracker.search, tracker.started = search, time.monotonic()  # time the search only
+            tracker.config = DarwinConfig.model_validate(search.graph_input["config"])
+            try:
+                for mode, chunk in compiled_graph().stream(
+                    search.graph_input,
+                    config=search.run_config,
+                    context=search.context,
+                    stream_mode=["custom", "values"],
+                ):
+                    tracker.feed(mode, chunk)
+            finally:
+                search.close()
+    finally:
+        if console is not None and not console.is_terminal:
+            console.line()  # rich ends a terminal's live line itself, but not a file's
+    return tracker.state
