@@ -1,0 +1,203 @@
+"""``darwin generate``: datasets in, AlpacaEval-compatible JSONL out, resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from langchain_darwin import generate as gen
+from langchain_darwin.baselines import METHODS
+
+FAST = {"max_tokens": 12, "replacement_period": 6}
+PROMPTS = ["Tell me about eggs", "Describe a cat", "Name a colour"]
+
+
+def vowels(conversation, answer: str) -> float:
+    return float(sum(ch in "aeiou " for ch in answer))
+
+
+def write_jsonl(path: Path, items: list[object]) -> Path:
+    path.write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def run(tiny_dirs, src: Path, out: Path, **kwargs) -> dict:
+    options = {"model": str(tiny_dirs[0]), "reward_model": vowels, "progress": False, **FAST}
+    return gen.generate(src, out, **{**options, **kwargs})
+
+
+# -- input formats (no model) -------------------------------------------------------------
+
+
+def test_reads_every_input_format(tmp_path: Path) -> None:
+    plain = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "x", "id": 7}, {"prompt": "y"}])
+    mt = write_jsonl(
+        tmp_path / "q.jsonl",
+        [{"question_id": 81, "category": "writing", "turns": ["first", "second"]}],
+    )
+    alpaca = tmp_path / "eval.json"
+    alpaca.write_text(
+        json.dumps(
+            [{"instruction": "z", "output": "gpt4 says", "generator": "gpt4", "dataset": "oasst"}]
+        )
+    )
+    assert gen.read_prompts(plain) == [
+        {"instruction": "x", "extra": {"id": 7}},
+        {"instruction": "y", "extra": {}},
+    ]
+    assert gen.read_prompts(mt) == [
+        {"instruction": "first", "extra": {"question_id": 81, "category": "writing"}}
+    ]
+    # the reference model's output and generator never leak into our records
+    assert gen.read_prompts(alpaca) == [{"instruction": "z", "extra": {"dataset": "oasst"}}]
+
+
+def test_bad_inputs_say_where(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "ok"}\n{"question": "no field"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: no 'instruction'"):
+        gen.read_prompts(bad)
+    bad.write_text('{"instruction": "ok"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: not JSON"):
+        gen.read_prompts(bad)
+
+
+# -- resume bookkeeping (no model) ----------------------------------------------------------
+
+
+def test_scan_output_repairs_a_truncated_last_line(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    good = json.dumps({"index": 0, "instruction": "a"}) + "\n"
+    out.write_text(good + '{"index": 1, "instr')
+    assert gen.scan_output(out) == [{"index": 0, "instruction": "a"}]
+    assert out.read_text() == good  # the torn line is gone, the finished row is kept
+    out.write_text(good + "garbage\n")  # a complete but unreadable last line: redone too
+    assert len(gen.scan_output(out)) == 1 and out.read_text() == good
+    assert gen.scan_output(tmp_path / "missing.jsonl") == []
+
+
+def test_scan_output_never_drops_rows_before_damage(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    text = '{"index": 0}\nbroken\n{"index": 1}\n'
+    out.write_text(text)
+    with pytest.raises(gen.ResumeError, match=":2 is damaged"):
+        gen.scan_output(out)
+    assert out.read_text() == text
+
+
+def test_output_of_another_input_is_refused(tiny_dirs, tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"instruction": p} for p in PROMPTS])
+    out = tmp_path / "out.jsonl"
+    write_jsonl(out, [{"index": 0, "instruction": "something else", "generator": "g"}])
+    with pytest.raises(gen.ResumeError, match="different instruction"):
+        run(tiny_dirs, src, out, generator="g")
+    argv = ["--input", str(src), "--output", str(out), "--quiet", "--generator", "g"]
+    assert gen.main(argv) == 2
+    # rows of another method or budget are not silently taken as done
+    write_jsonl(out, [{"index": 0, "instruction": PROMPTS[0], "generator": "tiny-policy-darwin"}])
+    with pytest.raises(gen.ResumeError, match="another model, method or budget"):
+        run(tiny_dirs, src, out, method="best_of_n", budget=5)
+
+
+# -- generation on tiny models ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["instruction", "prompt", "mt_bench", "alpaca_json"])
+def test_generate_writes_alpaca_eval_records(tiny_dirs, tmp_path: Path, fmt: str) -> None:
+    if fmt == "alpaca_json":
+        src = tmp_path / "eval.json"
+        src.write_text(json.dumps([{"instruction": p, "dataset": "toy"} for p in PROMPTS[:2]]))
+    elif fmt == "mt_bench":
+        items = [{"question_id": 81 + i, "turns": [p, "again"]} for i, p in enumerate(PROMPTS[:2])]
+        src = write_jsonl(tmp_path / "question.jsonl", items)
+    else:
+        src = write_jsonl(tmp_path / "in.jsonl", [{fmt: p} for p in PROMPTS[:2]])
+    out = tmp_path / "out.jsonl"
+    summary = run(tiny_dirs, src, out, method="darwin", budget=5, seed=3)
+    assert summary["total"] == summary["written"] == 2 and summary["skipped"] == 0
+    records = read_jsonl(out)
+    assert [r["instruction"] for r in records] == PROMPTS[:2]
+    assert [r["index"] for r in records] == [0, 1]
+    for record in records:
+        assert isinstance(record["output"], str)
+        assert record["generator"] == f"{Path(tiny_dirs[0]).name}-darwin-n5"
+        assert record["method"] == "darwin"
+        assert record["reward"] == vowels(None, record["output"])
+        assert record["seed_reward"] == vowels(None, record["seed_answer"])
+        assert record["reward"] >= record["seed_reward"]
+        assert record["darwin"]["final_reward"] == record["reward"]
+        assert record["darwin"]["config"]["iterations"] == 1
+    if fmt == "mt_bench":
+        assert [r["question_id"] for r in records] == [81, 82]
+    if fmt == "alpaca_json":
+        assert all(r["dataset"] == "toy" for r in records)
+
+
+def test_resume_skips_done_rows_and_redoes_a_torn_one(tiny_dirs, tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"instruction": p} for p in PROMPTS])
+    full = tmp_path / "full.jsonl"
+    run(tiny_dirs, src, full, method="best_of_n", budget=5, seed=11)
+    expected = read_jsonl(full)
+
+    out = tmp_path / "out.jsonl"
+    run(tiny_dirs, src, out, method="best_of_n", budget=5, seed=11, limit=1)
+    first = out.read_text()
+    with out.open("a") as fh:  # a crash in the middle of writing row 1
+        fh.write(full.read_text().splitlines()[1][:40])
+    seen = []
+    summary = run(tiny_dirs, src, out, method="best_of_n", budget=5, seed=11, on_row=seen.append)
+    assert summary == {**summary, "total": 3, "skipped": 1, "written": 2}
+    assert [r["index"] for r in seen] == [1, 2]
+    assert out.read_text().startswith(first)  # the row written before was never touched
+    got = read_jsonl(out)
+    assert [r["index"] for r in got] == [0, 1, 2]
+    # per-row seeds: the resumed run wrote what the uninterrupted one did
+    assert [r["output"] for r in got] == [r["output"] for r in expected]
+    again = run(tiny_dirs, src, out, method="best_of_n", budget=5, seed=11)
+    assert (again["skipped"], again["written"]) == (3, 0)
+
+
+def test_main_flags_and_json_export(tiny_dirs, tmp_path: Path, capsys) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"instruction": p} for p in PROMPTS[:2]])
+    out, exported = tmp_path / "out.jsonl", tmp_path / "out.json"
+    argv = [
+        "--input", str(src), "--output", str(out), "--model", str(tiny_dirs[0]),
+        "--reward-model", str(tiny_dirs[1]), "--method", "sample_replace", "--budget", "10",
+        "--max-tokens", "12", "--replacement-period", "4", "--seed", "5", "--quiet",
+        "--export-json", str(exported), "--generator", "mine",
+    ]  # fmt: skip
+    assert gen.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["written"] == 2
+    records = json.loads(exported.read_text())
+    assert records == read_jsonl(out)
+    config = records[0]["darwin"]["config"]
+    assert (config["iterations"], config["mutation"], config["replacement"]) == (2, False, True)
+    assert (config["max_tokens"], config["replacement_period"]) == (12, 4)
+    assert [r["darwin"]["seed"] for r in records] == [5, 6]
+    assert all(r["generator"] == "mine" for r in records)
+
+
+def test_every_method_is_accepted(tiny_dirs, tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"instruction": PROMPTS[0]}])
+    for method in METHODS:
+        out = tmp_path / f"{method}.jsonl"
+        run(tiny_dirs, src, out, method=method, budget=5, seed=0, max_tokens=8)
+        (record,) = read_jsonl(out)
+        assert record["method"] == method
+        assert record["darwin"]["config"]["iterations"] == (0 if method == "sample" else 1)
+
+
+def test_add_generate_parser_wires_a_subcommand(tmp_path: Path) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="darwin")
+    gen.add_generate_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["generate", "-i", "a.jsonl", "-o", "b.jsonl", "--budget", "10"])
+    assert args.func is gen.run_args and args.budget == 10 and args.method == "darwin"
