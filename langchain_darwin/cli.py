@@ -205,6 +205,11 @@ def _interrupted(out: Console, tracker: Tracker, as_json: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["generate"]:  # `darwin generate --input ... --output ...`
+        from langchain_darwin.generate import main as generate_main
+
+        return generate_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from(args, parser)

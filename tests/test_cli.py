@@ -180,3 +180,18 @@ def test_a_missing_model_folder_is_a_short_error(capsys: pytest.CaptureFixture[s
     assert cli.main(["hi", "-q", "--model", "/no/such/folder"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("darwin: error:") and "does not exist" in err
+
+
+def test_darwin_generate_subcommand_writes_records(tiny_dirs, tmp_path) -> None:
+    import json as _json
+
+    from langchain_darwin.cli import main as cli_main
+
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text('{"instruction": "Tell me about eggs"}\n{"instruction": "Hi"}\n')
+    args = ["generate", "--input", str(src), "--output", str(out), "--model", str(tiny_dirs[0])]
+    args += ["--reward-model", str(tiny_dirs[1]), "--max-tokens", "8", "--seed", "1", "-q"]
+    assert cli_main(args) == 0
+    records = [_json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["instruction"] for r in records] == ["Tell me about eggs", "Hi"]
+    assert all(isinstance(r["output"], str) and "darwin" in r for r in records)
