@@ -5,13 +5,18 @@ over it, and the best answer comes back as an AIMessage with the search in its m
 The best answer is known only when the search ends, so a stream carries the search's
 progress as custom events (LangGraph ``custom`` stream mode, LangChain ``on_custom_event``
 named ``darwin_<step>``) and then the answer in word-sized chunks (see ``streaming.py``).
+
+Tools and structured output (``bind_tools``, ``with_structured_output``) go the DARWIN way: the
+tools are described in the system prompt, a validity term joins the reward, and the winning
+answer is parsed into ``tool_calls`` (see ``tools.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +27,10 @@ from langchain_core.callbacks import (
 from langchain_core.callbacks.base import BaseCallbackManager
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.tools import BaseTool
 from langchain_core.utils.utils import LC_ID_PREFIX
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
@@ -44,12 +51,22 @@ from langchain_darwin.streaming import (
     stream_parent_callbacks,
     with_stream_parent,
 )
+from langchain_darwin.tools import (
+    ToolCallValidity,
+    ToolSetup,
+    parse_tool_call,
+    setup_prompt,
+    tool_spec,
+    with_tool_prompt,
+)
 
 KNOBS = frozenset(DarwinConfig.model_fields)
 #: LangChain's standard parameters that carry no meaning for a local search.
 IGNORED_STANDARD = frozenset(
     {"timeout", "max_retries", "api_key", "base_url", "rate_limiter", "stream"}
 )
+#: Per-call arguments of tool calling (set by ``bind_tools``), and the validity term's weight.
+TOOL_ARGS = frozenset({"tools", "tool_choice", "validity_weight"})
 #: Name of the graph's run in traces (its nodes are its child runs).
 GRAPH_RUN_NAME = "darwin_search"
 
@@ -64,6 +81,7 @@ class PreparedSearch:
     run_config: RunnableConfig
     context: DarwinContext
     model: str
+    tools: ToolSetup | None = None
 
     def close(self) -> None:
         self.context.session.clear()
@@ -84,6 +102,10 @@ class DarwinChatModel(BaseChatModel):
     ``temperature=0`` decodes greedily; ``stop`` strings end answers; ``max_tokens`` caps
     answer tokens per beam. ``timeout``, ``max_retries`` and ``api_key`` are accepted and
     ignored (there is no remote service); use ``max_time`` for a time budget.
+
+    ``bind_tools(tools, tool_choice=...)`` and ``with_structured_output(schema)`` describe the
+    tools in the system prompt and add ``validity_weight * ToolCallValidity`` to the reward, so
+    answers that are valid calls win; a winning valid call comes back as ``tool_calls``.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
@@ -93,6 +115,9 @@ class DarwinChatModel(BaseChatModel):
     config: DarwinConfig = Field(default_factory=DarwinConfig)
     relevance_weight: float = 1.0
     tone_weight: float = 0.5
+    validity_weight: float = 1.0
+    """Weight of the tool-call validity term (1 for a valid call) added to the reward when
+    tools are bound; also a per-call argument."""
     device: str | None = None
     dtype: str | None = None
     timeout: float | None = None
@@ -179,7 +204,10 @@ class DarwinChatModel(BaseChatModel):
         unknown = [
             k
             for k in kwargs
-            if k not in KNOBS and k not in IGNORED_STANDARD and not k.startswith("ls_")
+            if k not in KNOBS
+            and k not in IGNORED_STANDARD
+            and k not in TOOL_ARGS
+            and not k.startswith("ls_")
         ]
         if unknown:
             raise ValueError(
@@ -203,12 +231,21 @@ class DarwinChatModel(BaseChatModel):
         """Everything one search needs (loading the weights on first use), ready for
         ``compiled_graph().invoke/stream/ainvoke(p.graph_input, p.run_config,
         context=p.context)``. Call ``close()`` when done."""
-        conversation = to_conversation(messages)
+        tools = self._tool_setup(kwargs)
+        conversation = to_conversation(messages, tool_turns=bool(kwargs.get("tools")))
         config, model = self._call_config(stop, dict(kwargs))
+        reward = self._reward_model()
+        if tools is not None:
+            # The system-prompt route works with every chat template; templates that render
+            # tools natively would need ``policy.render(..., tools=...)`` from the graph's nodes.
+            conversation = with_tool_prompt(conversation, setup_prompt(tools))
+            weight = float(kwargs.get("validity_weight", self.validity_weight))
+            if weight:
+                reward = reward + weight * ToolCallValidity(tools)
         policy = self._policy(model)
         context = DarwinContext(
             policy=policy,
-            reward=self._reward_model(),
+            reward=reward,
             session=policy.new_session(reuse_cache=config.cache == "kv"),
         )
         run_config: RunnableConfig = {
@@ -222,6 +259,7 @@ class DarwinChatModel(BaseChatModel):
             run_config=run_config,
             context=context,
             model=model,
+            tools=tools,
         )
 
     def run_search(
@@ -263,6 +301,28 @@ class DarwinChatModel(BaseChatModel):
         finally:
             search.close()
 
+    # -- tools and structured output --------------------------------------------------------
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | bool | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Offer ``tools`` to the policy: they go into the system prompt, and an answer that is
+        a valid call (``{"name": ..., "arguments": {...}}`` validating against the tool's JSON
+        schema) earns ``validity_weight`` more reward. ``tool_choice``: None/"auto" (call or
+        answer), "any"/"required"/True (some call), a tool name (that call), "none"."""
+        specs = [tool_spec(t) for t in tools]
+        ToolSetup.of(specs, tool_choice)  # a bad tool_choice fails here, not at invoke
+        if tool_choice is not None:
+            kwargs["tool_choice"] = tool_choice
+        return self.bind(tools=specs, **kwargs)
+
+    @staticmethod
+    def _tool_setup(kwargs: dict[str, Any]) -> ToolSetup | None:
+        return ToolSetup.of(kwargs.get("tools"), kwargs.get("tool_choice"))
+
     # -- LangChain entry points ----------------------------------------------------------------
     def _should_stream(
         self,
@@ -297,9 +357,11 @@ class DarwinChatModel(BaseChatModel):
         if run_manager is not None:
             callbacks = child_callbacks(run_manager, run_manager.run_id, is_async=False)
         state = self.run_search(messages, stop=stop, callbacks=callbacks, **kwargs)
-        message = self._to_message(state, kwargs.get("model") or self.model, run_manager)
+        message = self._to_message(
+            state, kwargs.get("model") or self.model, run_manager, self._tool_setup(kwargs)
+        )
         if self._wants_tokens(run_manager):
-            for chunk in answer_chunks(message):
+            for chunk in message_chunks(message):
                 run_manager.on_llm_new_token(chunk.text, chunk=ChatGenerationChunk(message=chunk))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -314,9 +376,11 @@ class DarwinChatModel(BaseChatModel):
         if run_manager is not None:
             callbacks = child_callbacks(run_manager, run_manager.run_id, is_async=True)
         state = await self.arun_search(messages, stop=stop, callbacks=callbacks, **kwargs)
-        message = self._to_message(state, kwargs.get("model") or self.model, run_manager)
+        message = self._to_message(
+            state, kwargs.get("model") or self.model, run_manager, self._tool_setup(kwargs)
+        )
         if self._wants_tokens(run_manager):
-            for chunk in answer_chunks(message):
+            for chunk in message_chunks(message):
                 await run_manager.on_llm_new_token(
                     chunk.text, chunk=ChatGenerationChunk(message=chunk)
                 )
@@ -379,8 +443,10 @@ class DarwinChatModel(BaseChatModel):
         else:
             callbacks = stream_parent_callbacks(is_async=False)
         state = self.run_search(messages, stop=stop, callbacks=callbacks, **kwargs)
-        message = self._to_message(state, kwargs.get("model") or self.model)
-        for chunk in answer_chunks(message):
+        message = self._to_message(
+            state, kwargs.get("model") or self.model, tools=self._tool_setup(kwargs)
+        )
+        for chunk in message_chunks(message):
             yield ChatGenerationChunk(message=chunk)
 
     async def _astream(
@@ -395,8 +461,10 @@ class DarwinChatModel(BaseChatModel):
         else:
             callbacks = stream_parent_callbacks(is_async=True)
         state = await self.arun_search(messages, stop=stop, callbacks=callbacks, **kwargs)
-        message = self._to_message(state, kwargs.get("model") or self.model)
-        for chunk in answer_chunks(message):
+        message = self._to_message(
+            state, kwargs.get("model") or self.model, tools=self._tool_setup(kwargs)
+        )
+        for chunk in message_chunks(message):
             yield ChatGenerationChunk(message=chunk)
 
     def _to_message(
@@ -404,15 +472,28 @@ class DarwinChatModel(BaseChatModel):
         state: DarwinState,
         model: str,
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
+        tools: ToolSetup | None = None,
     ) -> AIMessage:
+        """The winning answer as a message: a valid call of an offered tool becomes
+        ``tool_calls`` (content empty), anything else is text."""
         usage = state["usage"]
         prefilled = sum(usage[p]["prefilled"] for p in PHASES)
         decoded = generated_tokens(usage)
         metadata = search_metadata(state)
         max_tokens = DarwinConfig.model_validate(state["config"]).max_tokens
         finish = "length" if metadata["answer_tokens"] >= max_tokens else "stop"
+        call = parse_tool_call(state["answer"], tools) if tools is not None else None
+        if tools is not None:
+            metadata["tools"] = {
+                "offered": tools.names,
+                "required": tools.required,
+                "valid_call": call is not None,
+            }
+        if call is not None:
+            finish = "tool_calls"
         return AIMessage(
-            content=state["answer"],
+            content="" if call is not None else state["answer"],
+            tool_calls=[call] if call is not None else [],
             id=f"{LC_ID_PREFIX}-{run_manager.run_id}" if run_manager is not None else None,
             response_metadata={
                 "model_name": model,
@@ -428,11 +509,33 @@ class DarwinChatModel(BaseChatModel):
         )
 
 
+def message_chunks(message: AIMessage) -> list[AIMessageChunk]:
+    """A finished answer as stream chunks: word-sized text, or one chunk holding the tool
+    calls (with usage and metadata)."""
+    if not message.tool_calls:
+        return answer_chunks(message)
+    calls = [
+        tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
+        for i, c in enumerate(message.tool_calls)
+    ]
+    return [
+        AIMessageChunk(
+            content="",
+            id=message.id,
+            tool_call_chunks=calls,
+            usage_metadata=message.usage_metadata,
+            response_metadata=dict(message.response_metadata),
+            chunk_position="last",
+        )
+    ]
+
+
 __all__ = [
     "GRAPH_RUN_NAME",
     "DarwinChatModel",
     "PreparedSearch",
     "answer_chunks",
     "compiled_graph",
+    "message_chunks",
     "search_metadata",
 ]

@@ -1,13 +1,20 @@
 """LangChain's standard integration suite, against real tiny random models.
 
-The tiny policy (tests/tiny.py) writes random bytes, so every capability that needs
-meaningful text is off: tool calling, structured output and JSON mode are not implemented
-(no ``bind_tools``/``with_structured_output`` override, so the suite skips them), and the
-policy reads text only (image, PDF, audio and video inputs: off). VCR tests need HTTP.
+The tiny policy (tests/tiny.py) writes random bytes. Tool calling and structured output are
+implemented (tools in the system prompt, a validity term in the reward, the winner parsed into
+``tool_calls``; see langchain_darwin/tools.py), so their tests run: the ones that only need the
+model to take tool-call histories, few-shot examples and tool results pass; the ones that need
+the model to *write* a valid call fail on random bytes (0 valid calls measured), so they are
+marked xfail with that reason (tests/test_tools.py covers the parsing path on hand-written
+answers; docs/tools.md has SmolLM2's measured validity). JSON mode is not offered, the policy
+reads text only (image, PDF, audio and video inputs: off), and VCR tests need HTTP.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +47,17 @@ class TestDarwinChatModelIntegration(ChatModelIntegrationTests):
     def model_override_value(self) -> str | None:
         return self._override
 
-    # The policy reads and writes text only.
     @property
     def has_tool_calling(self) -> bool:
-        return False
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
 
     @property
     def has_structured_output(self) -> bool:
-        return False
+        return True
 
     @property
     def supports_json_mode(self) -> bool:
@@ -80,3 +90,52 @@ class TestDarwinChatModelIntegration(ChatModelIntegrationTests):
     @property
     def returns_usage_metadata(self) -> bool:
         return True
+
+
+#: Tests that need the model to *write* a valid tool call (or structured object). The tiny
+#: random policy writes random bytes: 0 of 17 such runs produced one (measured with these
+#: tests enabled), so they are expected to fail and are not run.
+NO_VALID_CALL = (
+    "the tiny random policy writes random bytes, never a valid tool call (0 of 17 runs); "
+    "the tool-call path is tested on hand-written answers in tests/test_tools.py"
+)
+NEED_A_VALID_CALL = (
+    "test_tool_calling",
+    "test_tool_calling_async",
+    "test_bind_runnables_as_tools",
+    "test_tool_choice",
+    "test_tool_calling_with_no_arguments",
+    "test_structured_output",
+    "test_structured_output_async",
+    "test_structured_output_pydantic_2_v1",
+    "test_structured_output_optional_param",
+    "test_agent_loop",
+    "test_unicode_tool_call_integration",
+)
+
+
+def _expected_to_fail(test: Callable[..., object]) -> Callable[..., object]:
+    """The standard test, marked xfail (not run); its parametrization is kept."""
+    if inspect.iscoroutinefunction(test):
+
+        @functools.wraps(test)
+        async def run_async(self: object, *args: object, **kwargs: object) -> object:
+            return await test(self, *args, **kwargs)  # type: ignore[misc]
+
+        wrapper: Callable[..., object] = run_async
+    else:
+
+        @functools.wraps(test)
+        def run(self: object, *args: object, **kwargs: object) -> object:
+            return test(self, *args, **kwargs)
+
+        wrapper = run
+    return pytest.mark.xfail(reason=NO_VALID_CALL, run=False)(wrapper)
+
+
+for _name in NEED_A_VALID_CALL:
+    setattr(
+        TestDarwinChatModelIntegration,
+        _name,
+        _expected_to_fail(getattr(ChatModelIntegrationTests, _name)),
+    )
