@@ -1,0 +1,498 @@
+"""Speed of a DARWIN search against its re-prefill mode and plain batched sampling.
+
+Three methods, each in its own child process (same script, ``--only METHOD``) so that every
+method's peak memory is its own:
+
+- ``ours``: DARWIN with per-row KV caches (``cache="kv"``);
+- ``reprefill``: the same search re-prefilling every beam each period (``cache="none"``, the
+  reference implementation's cost);
+- ``floor``: plain batched sampling of the same 5 beams x N tokens with ``model.generate`` on
+  the original prompt repeated 5 times, plus one reward pass over the 5 answers.
+
+Paper settings: 5 beams (n_mutations=1), replacement period 40, 3 survivors, 1 mutation cycle,
+T=0.7, top-k 40; the embedded SmolLM2-135M-Instruct policy; a SmolLM2-sized reward model
+(SmolLM2's backbone weights + a seeded random score head). Every answer decodes exactly
+``--max-tokens`` tokens (``ignore_eos``), so the methods do the same answer work.
+
+    python benchmarks/speed.py --prompts 3 --max-tokens 256
+
+The last line printed is machine-readable:
+``ratio_reprefill_over_ours=X ratio_ours_over_floor=Y forwarded_per_token=Z peak_mem_ratio=W``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from common import (
+    DEFAULT_QUESTIONS,
+    NodeTimer,
+    PeakRSS,
+    cached_kv_mb,
+    freeze_library,
+    git_head,
+    load_first_turns,
+    machine_info,
+    smollm_reward,
+    source_hash,
+)
+from langchain_core.callbacks import CallbackManager
+from langchain_core.messages import HumanMessage
+
+from langchain_darwin import DarwinChatModel
+from langchain_darwin.graph.nodes import PHASES, generated_tokens
+from langchain_darwin.models import load_policy
+from langchain_darwin.policy import TransformersPolicy
+
+METHODS = ("ours", "reprefill", "floor")
+NODES = {"seed", "mutate", "decode_chunk", "score", "select_replace", "update_archive", "finish"}
+BEAMS = 5
+PAPER = {
+    "iterations": 1,
+    "n_mutations": 1,
+    "beams_per_instruction": 1,
+    "replacement_period": 40,
+    "survivors": 3,
+    "temperature": 0.7,
+    "top_k": 40,
+    "ignore_eos": True,
+}
+#: The authors' reference code at these settings on this machine (seconds per prompt).
+REFERENCE_S = 116.0
+REFERENCE_FLOOR_S = 52.0
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- one method, in this process ----------------------------------------------------------
+
+
+class Runner:
+    def __init__(self, method: str, seed: int) -> None:
+        self.method = method
+        self.seed = seed
+        t0 = time.perf_counter()
+        self.model, self.tokenizer = load_policy("default")
+        self.policy = TransformersPolicy(self.model, self.tokenizer)
+        self.reward = smollm_reward(self.model, self.tokenizer, seed)
+        self.reward.model  # noqa: B018  (loads now, outside any timing)
+        self.load_s = time.perf_counter() - t0
+        self.timer = NodeTimer(NODES)
+
+    def run(self, prompt: str, max_tokens: int, seed: int) -> dict[str, Any]:
+        if self.method == "floor":
+            return self._floor(prompt, max_tokens, seed)
+        return self._darwin(prompt, max_tokens, seed)
+
+    def _darwin(self, prompt: str, max_tokens: int, seed: int) -> dict[str, Any]:
+        cache = "kv" if self.method == "ours" else "none"
+        chat = DarwinChatModel(
+            model="default",
+            reward_model=self.reward,
+            max_tokens=max_tokens,
+            cache=cache,
+            seed=seed,
+            **PAPER,
+        )
+        self.timer.reset()
+        manager = CallbackManager(handlers=[self.timer], inheritable_handlers=[self.timer])
+        start = time.perf_counter()
+        state = chat.run_search([HumanMessage(prompt)], callbacks=manager)
+        wall = time.perf_counter() - start
+        usage = state["usage"]
+        phases = {p: dict(usage[p]) for p in PHASES}
+        prefilled = sum(v["prefilled"] for v in phases.values())
+        decoded = sum(v["decoded"] for v in phases.values())
+        answer_tokens = phases["seed"]["decoded"] + phases["beams"]["decoded"]
+        return {
+            "wall_s": wall,
+            "generated": generated_tokens(usage),
+            "answer_tokens": answer_tokens,
+            "prefilled": prefilled,
+            "decoded": decoded,
+            "forwarded": prefilled + decoded,
+            "reward_positions": usage["reward"]["positions"],
+            "reward_answers": usage["reward"]["answers"],
+            "phases": phases,
+            "node_s": dict(self.timer.totals),
+            "node_calls": dict(self.timer.counts),
+            "final_reward": state["final_reward"],
+            "winner": state["best"]["source"],
+            "mutation_stats": state["mutation_stats"],
+        }
+
+    def _floor(self, prompt: str, max_tokens: int, seed: int) -> dict[str, Any]:
+        conversation = [{"role": "user", "content": prompt}]
+        prompt_ids = self.policy.render(conversation)
+        ids = torch.tensor([prompt_ids] * BEAMS, dtype=torch.long, device=self.model.device)
+        before = self.reward.positions_scored
+        start = time.perf_counter()
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=True,
+                temperature=PAPER["temperature"],
+                top_k=PAPER["top_k"],
+                top_p=1.0,
+                min_new_tokens=max_tokens,
+                max_new_tokens=max_tokens,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        mid = time.perf_counter()
+        new = out[:, len(prompt_ids) :]
+        answers = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        rewards = self.reward.score(conversation, answers)
+        end = time.perf_counter()
+        generated = int(new.shape[0] * new.shape[1])
+        # generate's first forward runs every row's whole prompt; each later step one position.
+        prefilled = BEAMS * len(prompt_ids)
+        decoded = BEAMS * (int(new.shape[1]) - 1)
+        return {
+            "wall_s": end - start,
+            "generated": generated,
+            "answer_tokens": generated,
+            "prefilled": prefilled,
+            "decoded": decoded,
+            "forwarded": prefilled + decoded,
+            "reward_positions": self.reward.positions_scored - before,
+            "reward_answers": len(answers),
+            "phases": {},
+            "node_s": {"generate": mid - start, "reward": end - mid},
+            "node_calls": {},
+            "final_reward": max(rewards),
+            "winner": "best of 5",
+            "mutation_stats": {},
+        }
+
+
+def run_child(args: argparse.Namespace) -> dict[str, Any]:
+    torch.manual_seed(args.seed)
+    questions = list(enumerate(load_first_turns(args.questions, args.prompts)))
+    if args.prompt_index is not None:
+        questions = [questions[args.prompt_index]]
+    runner = Runner(args.only, args.seed)
+    log(f"[{args.only}] models loaded in {runner.load_s:.1f} s; warming up")
+    t0 = time.perf_counter()
+    # A short run of the same method: every code path (mutation, prefill, decode, scoring).
+    runner.run("Say hello in one short sentence.", min(args.max_tokens, 8), args.seed + 10_000)
+    warm_s = time.perf_counter() - t0
+    records = []
+    for i, q in questions:
+        load_before = os.getloadavg()[0]
+        cpu0 = time.process_time()
+        with PeakRSS() as mem:
+            rec = runner.run(q["prompt"], args.max_tokens, args.seed + i)
+        rec.update(
+            question_id=q["id"],
+            category=q["category"],
+            cpu_s=time.process_time() - cpu0,
+            loadavg=[load_before, os.getloadavg()[0]],
+            rss_start_mb=mem.start_mb,
+            rss_peak_mb=mem.peak_mb,
+            rss_delta_mb=mem.delta_mb,
+            rm_cache_mb=cached_kv_mb(getattr(runner.reward, "_store", None)),
+            mem_method=mem.method,
+        )
+        records.append(rec)
+        log(
+            f"[{args.only}] q{q['id']}: {rec['wall_s']:.1f} s (cpu {rec['cpu_s']:.1f} s, "
+            f"load {rec['loadavg'][0]:.1f}), {rec['generated']} generated, "
+            f"{rec['forwarded']} forwarded, RM {rec['reward_positions']} positions, "
+            f"peak +{mem.delta_mb:.0f} MB (reward model keeps {rec['rm_cache_mb']:.0f} MB of KV)"
+        )
+    return {
+        "method": args.only,
+        "load_s": runner.load_s,
+        "warmup_s": warm_s,
+        "records": records,
+        "machine": machine_info(),
+    }
+
+
+# -- the comparison -----------------------------------------------------------------------
+
+
+def summarize(result: dict[str, Any]) -> dict[str, float]:
+    recs = result["records"]
+    n = len(recs)
+    wall = sum(r["wall_s"] for r in recs)
+    gen = sum(r["generated"] for r in recs)
+    fwd = sum(r["forwarded"] for r in recs)
+    return {
+        "s_per_prompt": wall / n,
+        "cpu_s_per_prompt": sum(r.get("cpu_s", math.nan) for r in recs) / n,
+        "load": sum(sum(r.get("loadavg", [math.nan])) / 2 for r in recs) / n,
+        "generated_per_prompt": gen / n,
+        "tok_per_s": gen / wall if wall else math.nan,
+        "forwarded_per_token": fwd / gen if gen else math.nan,
+        "reward_positions_per_prompt": sum(r["reward_positions"] for r in recs) / n,
+        "reward_answers_per_prompt": sum(r["reward_answers"] for r in recs) / n,
+        "peak_delta_mb": max(r["rss_delta_mb"] for r in recs),
+        "peak_rss_mb": max(r["rss_peak_mb"] for r in recs),
+        "rm_cache_mb": max(
+            (r["rm_cache_mb"] for r in recs if "rm_cache_mb" in r), default=math.nan
+        ),
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float:
+    if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
+        return math.nan
+    return a / b
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for k, row in enumerate(rows):
+        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+        if k == 0:
+            lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
+    sums = {m: summarize(r) for m, r in results.items()}
+    rows = [
+        [
+            "method",
+            "s/prompt",
+            "CPU s/prompt",
+            "load avg",
+            "generated tok/prompt",
+            "tok/s",
+            "forwarded/gen tok",
+            "RM positions/prompt",
+            "RM answers/prompt",
+            "peak dRSS MB",
+            "peak RSS MB",
+            "RM KV kept MB",
+        ]
+    ]
+    for m, s in sums.items():
+        rows.append(
+            [
+                m,
+                f"{s['s_per_prompt']:.1f}",
+                f"{s['cpu_s_per_prompt']:.1f}",
+                f"{s['load']:.1f}",
+                f"{s['generated_per_prompt']:.0f}",
+                f"{s['tok_per_s']:.1f}",
+                f"{s['forwarded_per_token']:.2f}",
+                f"{s['reward_positions_per_prompt']:.0f}",
+                f"{s['reward_answers_per_prompt']:.1f}",
+                f"{s['peak_delta_mb']:.0f}",
+                f"{s['peak_rss_mb']:.0f}",
+                f"{s['rm_cache_mb']:.0f}",
+            ]
+        )
+    out = [
+        f"## speed: {args.prompts} MT-Bench prompt(s), {args.max_tokens} tokens/answer, "
+        f"seed {args.seed}",
+        "",
+        _table(rows),
+        "",
+    ]
+    # Per prompt wall times.
+    first = next(iter(results.values()))["records"]
+    rows = [["method", *[f"q{r['question_id']} wall s / CPU s / load" for r in first]]]
+    for m, r in results.items():
+        cells = [
+            f"{rec['wall_s']:.1f} / {rec['cpu_s']:.1f} / {sum(rec['loadavg']) / 2:.1f}"
+            for rec in r["records"]
+        ]
+        rows.append([m, *cells])
+    out += ["Per prompt (load = 1-min load average, mean of start and end):", ""]
+    out += [_table(rows), ""]
+    # Per-phase usage and node times of the DARWIN runs.
+    darwin = [m for m in ("ours", "reprefill") if m in results]
+    if darwin:
+        rows = [["method", *[f"{p} prefilled/decoded" for p in PHASES[:3]], "RM positions"]]
+        for m in darwin:
+            recs = results[m]["records"]
+            n = len(recs)
+
+            def mean(f: Any, recs: list[dict[str, Any]] = recs, n: int = n) -> float:
+                return sum(f(r) for r in recs) / n
+
+            cells = [
+                f"{mean(lambda r, p=p: r['phases'][p]['prefilled']):.0f} / "
+                f"{mean(lambda r, p=p: r['phases'][p]['decoded']):.0f}"
+                for p in PHASES[:3]
+            ]
+            rows.append([m, *cells, f"{mean(lambda r: r['reward_positions']):.0f}"])
+        out += ["Per-phase policy positions (mean per prompt):", "", _table(rows), ""]
+    names = ["mutate", "decode_chunk", "score", "generate", "reward"]
+    rows = [["method", *[f"{n} s" for n in names], "other s"]]
+    for m, r in results.items():
+        recs = r["records"]
+        n = len(recs)
+        per = {k: sum(rec["node_s"].get(k, 0.0) for rec in recs) / n for k in names}
+        other = sum(rec["wall_s"] for rec in recs) / n - sum(per.values())
+        rows.append([m, *[f"{per[k]:.1f}" if per[k] else "-" for k in names], f"{other:.1f}"])
+    out += ["Time per step (mean per prompt; mutate includes the seed answer riding along):"]
+    out += ["", _table(rows), ""]
+
+    ours, floor, rep = sums.get("ours"), sums.get("floor"), sums.get("reprefill")
+    r_rep = _ratio(rep and rep["s_per_prompt"], ours and ours["s_per_prompt"])
+    r_floor = _ratio(ours and ours["s_per_prompt"], floor and floor["s_per_prompt"])
+    fwd = ours["forwarded_per_token"] if ours else math.nan
+    r_mem = _ratio(ours and ours["peak_delta_mb"], floor and floor["peak_delta_mb"])
+    speedup = _ratio(REFERENCE_S, ours and ours["s_per_prompt"])
+    cpu_floor = _ratio(ours and ours["cpu_s_per_prompt"], floor and floor["cpu_s_per_prompt"])
+    cpu_rep = _ratio(rep and rep["cpu_s_per_prompt"], ours and ours["cpu_s_per_prompt"])
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "MISS"
+
+    out += [
+        "Targets:",
+        f"- ours / floor wall time = {r_floor:.2f} (target <= 1.4): {verdict(r_floor <= 1.4)}",
+        f"- forwarded positions per generated token = {fwd:.2f} (target <= 1.5): "
+        f"{verdict(fwd <= 1.5)}",
+        f"- peak memory ours / floor = {r_mem:.2f} (target <= 1.5): {verdict(r_mem <= 1.5)}",
+        f"- re-prefill / ours = {r_rep:.2f} (should grow with --max-tokens)",
+        f"- same ratios on process CPU time: ours / floor = {cpu_floor:.2f}, "
+        f"re-prefill / ours = {cpu_rep:.2f} (less sensitive to other load on the machine)",
+        f"- reference code {REFERENCE_S:.0f} s/prompt / ours = {speedup:.2f}x (target >= 2.5; "
+        f"reference measured at 256 tokens, floor there {REFERENCE_FLOOR_S:.0f} s): "
+        f"{verdict(speedup >= 2.5)}",
+        f"- memory measured as {results[next(iter(results))]['records'][0]['mem_method']} "
+        "peak minus RSS at the start of each prompt (fresh process per method)",
+        "",
+        f"ratio_reprefill_over_ours={r_rep:.3f} ratio_ours_over_floor={r_floor:.3f} "
+        f"forwarded_per_token={fwd:.3f} peak_mem_ratio={r_mem:.3f}",
+    ]
+    return "\n".join(out)
+
+
+def run_parent(args: argparse.Namespace) -> None:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise SystemExit(f"unknown method(s) {sorted(unknown)}; choose from {METHODS}")
+    load_first_turns(args.questions, args.prompts)  # fail fast on a missing file
+    results: dict[str, dict[str, Any]] = {}
+    children: list[dict[str, Any]] = []
+    # Interleaved (default): one child per (prompt, method), methods taking turns on each
+    # prompt, so that load from other processes on the machine hits every method alike.
+    if args.interleave:
+        jobs = [(m, i) for i in range(args.prompts) for m in methods]
+    else:
+        jobs = [(m, None) for m in methods]
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as tmp:
+        head = git_head()
+        if args.freeze:
+            lib = freeze_library(Path(tmp) / "lib")
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(lib), env.get("PYTHONPATH", "")) if p
+            )
+            frozen = source_hash(lib / "langchain_darwin")
+            log(f"library frozen at {head}, sources {frozen}, in {lib}")
+        for method, index in jobs:
+            out = Path(tmp) / f"{method}-{index}.json"
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--only",
+                method,
+                "--prompts",
+                str(args.prompts),
+                "--max-tokens",
+                str(args.max_tokens),
+                "--seed",
+                str(args.seed),
+                "--result-json",
+                str(out),
+            ]
+            if args.questions is not None:
+                cmd += ["--questions", str(args.questions)]
+            if index is not None:
+                cmd += ["--prompt-index", str(index)]
+            log(f"== {method}: {' '.join(cmd[2:])}")
+            subprocess.run(cmd, check=True, env=env)
+            child = json.loads(out.read_text())
+            children.append(child)
+            if method in results:
+                results[method]["records"] += child["records"]
+            else:
+                results[method] = child
+    versions = sorted({r["machine"]["code"] for r in children})
+    if len(versions) > 1:
+        log(f"WARNING: the children ran different library sources: {versions}")
+    if args.save:
+        payload = {"args": vars(args), "results": results}
+        Path(args.save).write_text(json.dumps(payload, indent=1, default=str))
+    machine = next(iter(results.values()))["machine"]
+    print(
+        f"machine: {machine['nproc']} CPUs ({machine['cpu']}), torch {machine['torch']} "
+        f"({machine['torch_threads']} threads, OMP_WAIT_POLICY={machine['omp_wait_policy']}), "
+        f"transformers {machine['transformers']}, python {machine['python']}, "
+        f"library {head} (sources {', '.join(versions)}"
+        f"{', frozen copy' if args.freeze else ''})"
+    )
+    print(report(results, args))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prompts", type=int, default=3, help="MT-Bench first turns to run")
+    parser.add_argument("--max-tokens", type=int, default=256, help="tokens per answer")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--questions",
+        type=Path,
+        default=None,
+        help=f"MT-Bench questions jsonl (default {DEFAULT_QUESTIONS})",
+    )
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help="comma-separated subset of " + str(METHODS)
+    )
+    parser.add_argument("--save", type=Path, help="write every per-prompt record here (json)")
+    parser.add_argument(
+        "--no-interleave",
+        dest="interleave",
+        action="store_false",
+        help="one child per method for all prompts (default: one per prompt and method, "
+        "methods taking turns)",
+    )
+    parser.add_argument(
+        "--no-freeze",
+        dest="freeze",
+        action="store_false",
+        help="children import the live working tree (default: a copy of langchain_darwin/ "
+        "taken when the benchmark starts, so concurrent edits cannot mix versions)",
+    )
+    parser.add_argument("--prompt-index", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--result-json", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.prompts < 1 or args.max_tokens < 1:
+        parser.error("--prompts and --max-tokens must be positive")
+    if args.only:
+        result = run_child(args)
+        if args.result_json:
+            args.result_json.write_text(json.dumps(result))
+        else:
+            print(json.dumps(result, indent=1))
+        return
+    run_parent(args)
+
+
+if __name__ == "__main__":
+    main()
