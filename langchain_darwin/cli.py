@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import types
@@ -27,6 +26,7 @@ from langchain_darwin.chat_model import DarwinChatModel, search_metadata
 from langchain_darwin.cli_progress import Tracker, run_with_progress
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.graph.nodes import RewardError
+from langchain_darwin.graph.report import plain_json
 from langchain_darwin.models import DEFAULT_MODEL
 
 #: ``--demo``: small enough to finish in a couple of minutes on two CPU cores.
@@ -128,17 +128,6 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Da
             for e in err.errors()
         )
         parser.error(problems)
-
-
-def plain_json(value: Any) -> Any:
-    """Non-finite floats (an unscored answer ranks at -inf) become null: strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: plain_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain_json(v) for v in value]
-    return value
 
 
 def _result(tracker: Tracker) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_darwin.baselines import METHODS, method_knobs
+from langchain_darwin.graph.report import plain_json
 
 #: Input fields that never pass through to the output record.
 _DROPPED = frozenset(
@@ -137,17 +137,6 @@ def append_record(fh: Any, record: dict[str, Any]) -> None:
     fh.write(json.dumps(plain_json(record), ensure_ascii=False) + "\n")
     fh.flush()
     os.fsync(fh.fileno())
-
-
-def plain_json(value: Any) -> Any:
-    """Strict JSON: non-finite floats (an unscored answer ranks at -inf) become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: plain_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain_json(v) for v in value]
-    return value
 
 
 def _check_matches(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from langchain_darwin.graph.nodes import generated_tokens
@@ -33,3 +34,14 @@ def search_metadata(state: DarwinState) -> dict[str, Any]:
         "seed": state["seed_value"],
         "config": state["config"],
     }
+
+
+def plain_json(value: Any) -> Any:
+    """Non-finite floats (an unscored answer ranks at -inf) become null: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    return value
