@@ -11,6 +11,7 @@ from langchain_darwin.rewards import (
     WeightedReward,
     default_reward,
 )
+from langchain_darwin.tools import ToolCallValidity, parse_tool_call, tool_prompt
 
 __all__ = [
     "CallableReward",
@@ -20,7 +21,10 @@ __all__ = [
     "DarwinState",
     "HFSequenceClassifierReward",
     "RewardModel",
+    "ToolCallValidity",
     "WeightedReward",
     "build_darwin_graph",
     "default_reward",
+    "parse_tool_call",
+    "tool_prompt",
 ]

@@ -28,11 +28,11 @@ class TestDarwinChatModelUnit(ChatModelUnitTests):
 
     @property
     def has_tool_calling(self) -> bool:
-        return False
+        return True  # bind_tools: tools in the prompt + a validity term (docs/tools.md)
 
     @property
     def has_structured_output(self) -> bool:
-        return False
+        return True
 
 
 def test_init_loads_no_weights(monkeypatch: pytest.MonkeyPatch) -> None:
