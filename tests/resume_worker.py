@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -27,6 +28,10 @@ CONVERSATION = [{"role": "user", "content": "Tell me about eggs"}]
 
 def slow_vowels(conversation, answer: str) -> float:
     time.sleep(0.02)  # slow enough for the test to kill the process mid-search
+    progress = os.environ.get("DARWIN_TEST_PROGRESS")
+    if progress:  # one byte per scored answer: how far the search got, without locking the DB
+        with open(progress, "ab") as fh:
+            fh.write(b".")
     return float(sum(ch in "aeiou " for ch in answer))
 
 
