@@ -59,6 +59,9 @@ QUICK = {"prompts": 2, "max_tokens": 48, "budgets": [5], "replacement_period": 1
 #: Ablations of the paper, each one knob away from DARWIN at the base budget.
 #: nb=2 doubles the beams of each cycle, so it is compared with Best-of-N at twice the budget.
 ABLATIONS: dict[str, dict[str, Any]] = {
+    # DARWIN's defaults (m=40, k=3, nb=1, l=0) run again with the ablations, so that every
+    # ablation is compared with a reference made by the same code and in the same session
+    "m=40": {},
     "m=20": {"replacement_period": 20},
     "m=80": {"replacement_period": 80},
     "k=1": {"survivors": 1},
