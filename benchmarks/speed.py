@@ -23,6 +23,7 @@ The last line printed is machine-readable:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -395,37 +396,50 @@ def run_parent(args: argparse.Namespace) -> None:
     else:
         jobs = [(m, None) for m in methods]
     env = dict(os.environ)
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.workdir is not None:
+            work = args.workdir
+            work.mkdir(parents=True, exist_ok=True)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         head = git_head()
         if args.freeze:
-            lib = freeze_library(Path(tmp) / "lib")
+            lib = work / "lib"
+            if (lib / "langchain_darwin").is_dir():
+                log(f"reusing the library frozen earlier in {lib}")
+            else:
+                freeze_library(lib)
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(lib), env.get("PYTHONPATH", "")) if p
             )
             frozen = source_hash(lib / "langchain_darwin")
-            log(f"library frozen at {head}, sources {frozen}, in {lib}")
+            log(f"library: tree at {head}, frozen sources {frozen}, in {lib}")
         for method, index in jobs:
-            out = Path(tmp) / f"{method}-{index}.json"
-            cmd = [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--only",
-                method,
-                "--prompts",
-                str(args.prompts),
-                "--max-tokens",
-                str(args.max_tokens),
-                "--seed",
-                str(args.seed),
-                "--result-json",
-                str(out),
-            ]
-            if args.questions is not None:
-                cmd += ["--questions", str(args.questions)]
-            if index is not None:
-                cmd += ["--prompt-index", str(index)]
-            log(f"== {method}: {' '.join(cmd[2:])}")
-            subprocess.run(cmd, check=True, env=env)
+            which = f"q{index}" if index is not None else f"all{args.prompts}"
+            out = work / f"{method}-{which}-n{args.max_tokens}-s{args.seed}.json"
+            if out.is_file():
+                log(f"== {method} {which}: reusing {out}")
+            else:
+                cmd = [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--only",
+                    method,
+                    "--prompts",
+                    str(args.prompts),
+                    "--max-tokens",
+                    str(args.max_tokens),
+                    "--seed",
+                    str(args.seed),
+                    "--result-json",
+                    str(out),
+                ]
+                if args.questions is not None:
+                    cmd += ["--questions", str(args.questions)]
+                if index is not None:
+                    cmd += ["--prompt-index", str(index)]
+                log(f"== {method}: {' '.join(cmd[2:])}")
+                subprocess.run(cmd, check=True, env=env)
             child = json.loads(out.read_text())
             children.append(child)
             if method in results:
@@ -477,6 +491,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_false",
         help="children import the live working tree (default: a copy of langchain_darwin/ "
         "taken when the benchmark starts, so concurrent edits cannot mix versions)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep the frozen library and each child's result here; a rerun with the same "
+        "folder reuses both (resume after an interruption)",
     )
     parser.add_argument("--prompt-index", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=METHODS, help=argparse.SUPPRESS)
