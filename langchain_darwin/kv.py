@@ -91,11 +91,35 @@ def unstack_row(cache: DynamicCache, mask: torch.Tensor, index: int) -> RowKV:
 @dataclass
 class Prefilled:
     """Per row: its cache after the forward, its last position's output (when asked for),
-    and how many positions were forwarded for it (rows sharing a context are charged once)."""
+    how many positions were forwarded for it (rows sharing a context are charged once), and
+    the cached row it continued from (so a caller can drop rows that are now superseded)."""
 
     kv: dict[Hashable, RowKV] = field(default_factory=dict)
     last: dict[Hashable, torch.Tensor] = field(default_factory=dict)
     forwarded: dict[Hashable, int] = field(default_factory=dict)
+    sources: dict[Hashable, CachedRow] = field(default_factory=dict)
+
+
+#: A shared prefix is forwarded once, on its own, only when that saves at least this many
+#: positions: below it the extra forward call costs more than the positions it saves.
+MIN_SHARED_SAVING = 32
+
+
+class _Shared:
+    """Key of the temporary row that holds a prefix several new rows share."""
+
+
+def _shared_prefix(contexts: Sequence[Sequence[int]], store: PrefixStore, need_last: bool) -> int:
+    """Length of the prefix all ``contexts`` share, when forwarding it once pays off."""
+    if len(contexts) < 2:
+        return 0
+    n = min(common_prefix(contexts[0], c) for c in contexts[1:])
+    if need_last:
+        n = min(n, min(len(c) for c in contexts) - 1)
+    covered = [store.best_prefix(c)[1] for c in contexts]
+    saved = sum(max(0, n - k) for k in covered)
+    cost = max(0, n - max(covered))  # the shared row continues from the best cached prefix
+    return n if saved - cost >= MIN_SHARED_SAVING else 0
 
 
 def prefill(
@@ -117,17 +141,30 @@ def prefill(
     groups: dict[tuple[int, ...], list[Hashable]] = {}
     for key, context in contexts.items():
         groups.setdefault(tuple(context), []).append(key)
+    shared_cost = 0
+    shared = _shared_prefix(list(groups), store, need_last)
+    if shared:
+        # Rows that share a prefix nothing cached covers (a prompt read by several beams for
+        # the first time): forward it once, then let every row continue from it.
+        head = list(next(iter(groups))[:shared])
+        first = prefill(forward, store, {_Shared: head}, pad_id=pad_id, device=device)
+        shared_cost = first.forwarded.get(_Shared, 0)
+        store = PrefixStore({**store.rows, _Shared: CachedRow(head, first.kv[_Shared])})
     plans: list[tuple[list[Hashable], RowKV, list[int]]] = []
     for context, keys in groups.items():
         source, kept = store.best_prefix(context)
         kept = min(kept, len(context) - 1) if need_last else kept
         kv = source.prefix(kept) if source is not None and kept > 0 else []
+        if source is not None and kept > 0 and source is not store.rows.get(_Shared):
+            for key in keys:
+                out.sources[key] = source
         if kept == len(context):
             for key in keys:
                 out.kv[key] = kv
         else:
             plans.append((keys, kv, list(context[kept:])))
     if not plans:
+        _charge(out, shared_cost, contexts)
         return out
     kept = [kv_length(kv) for _, kv, _ in plans]
     width_new = max(len(p) for _, _, p in plans)
@@ -148,4 +185,12 @@ def prefill(
             out.kv[key] = kv
             if need_last and result is not None:
                 out.last[key] = result[i, -1]
+    _charge(out, shared_cost, contexts)
     return out
+
+
+def _charge(out: Prefilled, positions: int, contexts: Mapping[Hashable, Sequence[int]]) -> None:
+    """Book a shared prefix's positions to the first row, so totals stay exact."""
+    if positions:
+        first = next(iter(contexts))
+        out.forwarded[first] = out.forwarded.get(first, 0) + positions

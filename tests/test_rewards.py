@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+from langchain_darwin.kv import MIN_SHARED_SAVING, common_prefix
 from langchain_darwin.rewards import (
     CallableReward,
     HFSequenceClassifierReward,
@@ -67,10 +68,14 @@ def test_hf_renders_with_the_rm_chat_template_and_counts_positions(tiny_dirs) ->
     assert text.endswith("<|im_start|>assistant\nBoil it.<|im_end|>\n")
     assert rm.positions_scored == 0
     rm.score(conversation, ["Boil it.", GOOD])
-    expected = sum(
-        len(rm.tokenizer(rm.render(conversation, a), add_special_tokens=False)["input_ids"])
+    short, good = (
+        rm.tokenizer(rm.render(conversation, a), add_special_tokens=False)["input_ids"]
         for a in ["Boil it.", GOOD]
     )
+    # both rows are read whole, but the prompt they share is forwarded once
+    shared = common_prefix(short, good)
+    assert shared > MIN_SHARED_SAVING
+    expected = len(short) + len(good) - shared
     assert rm.positions_scored == expected
     rm.score(conversation, ["Boil it."])
     assert rm.positions_scored > expected  # cumulative
@@ -291,3 +296,19 @@ def test_prefix_cached_scoring_matches_full_scoring_and_reads_only_new_tokens(ti
     before = cached.positions_scored
     cached.score(conversation, [answers[1]])  # a copied (donor) answer: one position
     assert cached.positions_scored - before == 1
+
+
+def test_prefix_cache_keeps_only_rows_a_later_period_can_extend(tiny_dirs) -> None:
+    rm = HFSequenceClassifierReward(str(tiny_dirs[1]))
+    conversation = [{"role": "user", "content": "How do I boil an egg?"}]
+    answers = ["Put it", "Put it in water", "Be rude"]
+    for _ in range(3):
+        answers = [a + " and boil it" for a in answers]
+        rm.score(conversation, answers)
+        # the previous period's rows were continued from: only this period's are kept
+        assert len(rm._store.rows) == len(answers)
+    # a beam that was replaced (its lineage gone) stays one more call, then is dropped
+    rm.score(conversation, [answers[0] + " now"])
+    assert len(rm._store.rows) == 3
+    rm.score(conversation, [answers[0] + " now, gently"])
+    assert len(rm._store.rows) == 1

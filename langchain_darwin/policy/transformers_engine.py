@@ -44,6 +44,9 @@ class TransformersPolicy:
         # transformers renamed the cache argument of ``forward``; use whichever this one takes.
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        # A prefill needs the cache, not logits: keep one position of them (not a
+        # (rows x positions x vocabulary) tensor, which would dominate memory and time).
+        self._prefill_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     @functools.cached_property
     def line_break_ids(self) -> frozenset[int]:
@@ -116,6 +119,7 @@ class TransformersPolicy:
             position_ids=pos,
             use_cache=True,
             **{self._cache_arg: cache},
+            **self._prefill_kwargs,
         )
 
     def _decode(
@@ -202,6 +206,7 @@ class TransformersPolicy:
 
     @staticmethod
     def _warpers(sampling: Sampling) -> LogitsProcessorList:
+        """transformers' warpers, for sampling without a top-k cut (see :meth:`_sample`)."""
         warpers = LogitsProcessorList()
         if sampling.temperature > 0:
             if sampling.temperature != 1.0:
@@ -219,6 +224,13 @@ class TransformersPolicy:
     ) -> torch.Tensor:
         if sampling.temperature == 0:
             return logits.argmax(dim=-1)
+        if 0 < sampling.top_k < logits.shape[-1]:
+            # Same distribution as masking all but the top k and sampling the vocabulary,
+            # but the draw runs over k candidates instead of the whole vocabulary.
+            top, index = logits.topk(sampling.top_k, dim=-1)
+            probs = torch.softmax(top / sampling.temperature, dim=-1)
+            pick = torch.multinomial(probs, 1, generator=generator)
+            return index.gather(-1, pick).view(-1)
         scores = warpers(None, logits)
         probs = torch.softmax(scores, dim=-1)
         return torch.multinomial(probs, 1, generator=generator).view(-1)

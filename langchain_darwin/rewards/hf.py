@@ -111,6 +111,8 @@ class HFSequenceClassifierReward(RewardModel):
         self.prefix_cache = prefix_cache
         self._store = PrefixStore()
         self._cache_rows = cache_rows
+        self._calls = 0  # cached scoring calls so far; a row remembers the call that wrote it
+        self._written: dict[tuple[int, ...], int] = {}
         self._cache_lock = threading.Lock()
         self._model: PreTrainedModel | None = None
         self._tokenizer: PreTrainedTokenizerBase | None = None
@@ -283,10 +285,21 @@ class HFSequenceClassifierReward(RewardModel):
             )
             hidden = torch.stack([filled.last[i] for i in range(len(rows))])
             logits = model.score(hidden.to(model.score.weight.dtype))
+            # A row another row just continued from is superseded: the new row holds the
+            # same prefix, and only the old template tail would be left to reuse.
+            # So is a row that neither this call nor the one before wrote (a beam that was
+            # replaced); one foreign call in between (another search) does not evict it.
+            self._calls += 1
+            superseded = {id(source) for source in filled.sources.values()}
+            for key, cached in list(self._store.rows.items()):
+                if id(cached) in superseded or self._written[key] < self._calls - 1:
+                    del self._store.rows[key], self._written[key]
             for i, row in enumerate(rows):
                 self._store.rows.pop(tuple(row), None)
                 self._store.rows[tuple(row)] = CachedRow(list(row), filled.kv[i])
+                self._written[tuple(row)] = self._calls
             while len(self._store.rows) > self._cache_rows:
+                del self._written[next(iter(self._store.rows))]
                 self._store.rows.pop(next(iter(self._store.rows)))
             self.positions_scored += sum(filled.forwarded.values())
         return logits[:, 0].float().cpu().tolist()
