@@ -13,17 +13,21 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-MUTATION_PROMPT = """\
+EXAMPLE_INSTRUCTION = "Tell me about dogs."
+EXAMPLE_REWRITE = (
+    "Describe dogs as pets, covering their temperament, the care they need and a few popular "
+    "breeds."
+)
+MUTATION_PROMPT = f"""\
 You improve instructions written for an AI assistant. Rewrite the instruction below so that \
 it is clearer and more specific while asking for exactly the same thing. Answer with the \
 rewritten instruction only, on one line.
 
 Example
-Instruction: Tell me about dogs.
-Rewritten instruction: Describe dogs as pets, covering their temperament, the care they need \
-and a few popular breeds.
+Instruction: {EXAMPLE_INSTRUCTION}
+Rewritten instruction: {EXAMPLE_REWRITE}
 
-Instruction: {instruction}
+Instruction: {{instruction}}
 Rewritten instruction:"""
 
 _LIST_ITEM = re.compile(r"^\s*(?:\d+\s*[.):]|[-*\u2022])\s+(.+?)\s*$")
@@ -36,7 +40,8 @@ _WORD = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset(
     "the a an and or of to in on for with about from into your you me my is are be can could "
     "would should will this that these those it its as at by how what why when which who do "
-    "does please tell give write make".split()
+    "does please tell give write make they them their there then than we our us his her "
+    "she he i'm also just some any few more most very need needs".split()
 )
 
 REWRITE = "rewrite"
@@ -72,6 +77,9 @@ def _content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 2}
 
 
+_EXAMPLE_WORDS = frozenset(_content_words(f"{EXAMPLE_INSTRUCTION} {EXAMPLE_REWRITE}"))
+
+
 def rejection_reason(candidate: str, instruction: str) -> str | None:
     """Why ``candidate`` is not a usable rewrite of ``instruction`` (None if it is)."""
     cand, orig = candidate.strip(), instruction.strip()
@@ -81,9 +89,13 @@ def rejection_reason(candidate: str, instruction: str) -> str | None:
         return "same as the instruction"
     if len(cand) < max(8, 0.3 * len(orig)) or len(cand) > max(200, 5 * len(orig)):
         return "implausible length"
-    words = _content_words(orig)
-    if words and not words & _content_words(cand):
-        return "off topic (no content word shared with the instruction)"
+    words, cand_words = _content_words(orig), _content_words(cand)
+    needed = 1 if len(words) <= 3 else 2
+    if len(words & cand_words) < min(needed, len(words)):
+        return f"off topic (shares fewer than {needed} content words with the instruction)"
+    # A small model often rewrites the prompt's worked example instead (dogs as pets).
+    if len((_EXAMPLE_WORDS - words) & cand_words) >= 2:
+        return "copies the mutation prompt's worked example"
     return None
 
 

@@ -69,3 +69,27 @@ def test_select_instructions_caps_at_count() -> None:
     replies = [f"Explain how to boil an egg, variant {i}." for i in range(9)]
     instructions, kinds = select_instructions(replies, EGG, 5)
     assert len(instructions) == 5 and kinds == [REWRITE] * 5
+
+
+EMAIL = (
+    "Draft a professional email seeking your supervisor's feedback on the Quarterly Financial "
+    "Report you prepared. Keep the email short."
+)
+
+
+def test_long_instruction_needs_two_shared_content_words() -> None:
+    assert "off topic" in (
+        rejection_reason("Write a short poem about their garden, the flowers and the trees.", EMAIL)
+        or ""
+    )
+    ok = "Write a brief, polite email asking your supervisor for feedback on the financial report."
+    assert rejection_reason(ok, EMAIL) is None
+
+
+def test_rewrite_of_the_prompts_worked_example_is_rejected() -> None:
+    # seen from SmolLM2-135M: the example's dogs replaced the user's instruction
+    leak = "Describe dogs as pets in a short email, covering their temperament and breeds."
+    assert rejection_reason(leak, EMAIL) == "copies the mutation prompt's worked example"
+    # the example's words are fine where the instruction itself is about them
+    dog = "How should I care for my new dog?"
+    assert rejection_reason("Describe the care a new dog needs, week by week.", dog) is None
