@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 #: Keys and values of one row: a ``(key, value)`` pair per layer, each ``(heads, length, dim)``.
 RowKV = list[tuple[torch.Tensor, torch.Tensor]]
@@ -59,33 +60,117 @@ def kv_length(kv: RowKV) -> int:
     return kv[0][0].shape[1] if kv else 0
 
 
-def stack_rows(kvs: Sequence[RowKV], width: int) -> tuple[DynamicCache, torch.Tensor]:
-    """Left-pad rows to ``width`` positions and stack them into one batched cache + mask."""
+class BufferedLayer(DynamicLayer):
+    """A :class:`DynamicLayer` that writes new positions into spare room reserved up front.
+
+    ``DynamicLayer`` concatenates on every step: a fresh, one-position-longer copy of the whole
+    batch per layer, whose freed predecessors fragment the heap (resident memory grew to twice
+    the live cache in a 256-token search). Here a period's positions land in place; the layer
+    only reallocates, doubling, if a caller forwards more than it reserved.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+        super().__init__()
+        self.device, self.is_initialized = keys.device, True
+        self._k, self._v, self._length = keys, values, length
+        self._expose()
+
+    def _expose(self) -> None:
+        self.keys = self._k[:, :, : self._length]
+        self.values = self._v[:, :, : self._length]
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self._length + key_states.shape[-2]
+        if end > self._k.shape[2]:
+            room = max(end, 2 * self._k.shape[2])
+            self._k = torch.cat(
+                [
+                    self.keys,
+                    self._k.new_empty(*self._k.shape[:2], room - self._length, self._k.shape[3]),
+                ],
+                dim=2,
+            )
+            self._v = torch.cat(
+                [
+                    self.values,
+                    self._v.new_empty(*self._v.shape[:2], room - self._length, self._v.shape[3]),
+                ],
+                dim=2,
+            )
+        self._k[:, :, self._length : end] = key_states
+        self._v[:, :, self._length : end] = value_states
+        self._length = end
+        self._expose()
+        return self.keys, self.values
+
+    def reset(self) -> None:
+        self._k = self._v = None
+        super().reset()
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove < 0:
+            self._length = max(0, self._length + tokens_to_remove)
+            self._expose()
+        else:
+            super().crop(tokens_to_remove)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._k, self._v = self._k[indices], self._v[indices]
+        self._expose()
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self._k = self._k.repeat_interleave(repeats, dim=0)
+        self._v = self._v.repeat_interleave(repeats, dim=0)
+        self._expose()
+
+
+def stack_rows(
+    kvs: Sequence[RowKV], width: int, spare: int = 0
+) -> tuple[DynamicCache, torch.Tensor]:
+    """Left-pad rows to ``width`` positions and stack them into one batched cache + mask,
+    with room for ``spare`` more positions per row (the tokens about to be forwarded)."""
     lengths = [kv_length(kv) for kv in kvs]
     ref = next((kv for kv in kvs if kv), None)
     if ref is None or width == 0:
         return DynamicCache(), torch.zeros(len(kvs), width, dtype=torch.long)
-    layers = []
+    layers: list[DynamicLayer] = []
     for layer in range(len(ref)):
         heads, _, dim = ref[layer][0].shape
-        k_all = ref[layer][0].new_zeros(len(kvs), heads, width, dim)
-        v_all = ref[layer][1].new_zeros(len(kvs), heads, width, dim)
+        k_all = ref[layer][0].new_zeros(len(kvs), heads, width + spare, dim)
+        v_all = ref[layer][1].new_zeros(len(kvs), heads, width + spare, dim)
         for i, kv in enumerate(kvs):
             if lengths[i]:
-                k_all[i, :, width - lengths[i] :] = kv[layer][0]
-                v_all[i, :, width - lengths[i] :] = kv[layer][1]
-        layers.append((k_all, v_all))
+                k_all[i, :, width - lengths[i] : width] = kv[layer][0]
+                v_all[i, :, width - lengths[i] : width] = kv[layer][1]
+        layers.append(BufferedLayer(k_all, v_all, width))
     mask = torch.zeros(len(kvs), width, dtype=torch.long, device=ref[0][0].device)
     for i, n in enumerate(lengths):
         if n:
             mask[i, width - n :] = 1
-    return DynamicCache(ddp_cache_data=layers), mask
+    cache = DynamicCache()
+    cache.layers, cache.layer_class_to_replicate = layers, None
+    return cache, mask
 
 
 def unstack_row(cache: DynamicCache, mask: torch.Tensor, index: int) -> RowKV:
     """The compact keys/values of batch row ``index`` (padding columns dropped)."""
     keep = mask[index].bool()[: cache.layers[0].keys.shape[2]]
     return [(layer.keys[index][:, keep], layer.values[index][:, keep]) for layer in cache.layers]
+
+
+def unstack_rows(cache: DynamicCache, mask: torch.Tensor, indices: Sequence[int]) -> list[RowKV]:
+    """Compact copies of several rows, emptying ``cache`` layer by layer as it goes, so the
+    batch and its copies are never both held whole (the cache is unusable afterwards)."""
+    width = cache.layers[0].keys.shape[2]
+    keeps = [mask[i].bool()[:width] for i in indices]
+    rows: list[RowKV] = [[] for _ in indices]
+    for layer in cache.layers:
+        for row, i, keep in zip(rows, indices, keeps, strict=True):
+            row.append((layer.keys[i][:, keep], layer.values[i][:, keep]))
+        layer.reset()
+    return rows
 
 
 @dataclass
@@ -130,13 +215,18 @@ def prefill(
     pad_id: int,
     device: torch.device,
     need_last: bool = False,
+    consume: bool = False,
 ) -> Prefilled:
     """Bring each row's cache up to its whole context, reusing the longest cached prefix.
 
     With ``need_last`` at least the final position is forwarded, so its output is known.
     Identical contexts are forwarded once. One batched forward serves every row: each is
     left-padded twice (before its cached part and before its new part); the mask hides both.
+    With ``consume`` the cached rows that were continued from leave ``store`` as soon as the
+    batch holds their prefix (the new rows supersede them), so they and the batch never
+    coexist in memory; ``sources`` is then left empty.
     """
+    caller = store
     out = Prefilled()
     groups: dict[tuple[int, ...], list[Hashable]] = {}
     for key, context in contexts.items():
@@ -164,11 +254,16 @@ def prefill(
         else:
             plans.append((keys, kv, list(context[kept:])))
     if not plans:
+        if consume:
+            _consume(caller, out)
         _charge(out, shared_cost, contexts)
         return out
     kept = [kv_length(kv) for _, kv, _ in plans]
     width_new = max(len(p) for _, _, p in plans)
-    cache, mask_kept = stack_rows([kv for _, kv, _ in plans], max(kept))
+    cache, mask_kept = stack_rows([kv for _, kv, _ in plans], max(kept), spare=width_new)
+    plans = [(keys, [], pending) for keys, _, pending in plans]  # the batch holds them now
+    if consume:
+        _consume(caller, out)
     ids = torch.full((len(plans), width_new), pad_id, dtype=torch.long)
     mask_new = torch.zeros(len(plans), width_new, dtype=torch.long)
     pos = torch.zeros(len(plans), width_new, dtype=torch.long)
@@ -179,14 +274,21 @@ def prefill(
         out.forwarded[keys[0]] = len(pending)
     mask = torch.cat([mask_kept.to(device), mask_new.to(device)], dim=1)
     result = forward(ids.to(device), mask, pos.to(device), cache)
-    for i, (keys, _, _) in enumerate(plans):
-        kv = unstack_row(cache, mask, i)
+    kvs = unstack_rows(cache, mask, range(len(plans)))
+    for i, ((keys, _, _), kv) in enumerate(zip(plans, kvs, strict=True)):
         for key in keys:
             out.kv[key] = kv
             if need_last and result is not None:
                 out.last[key] = result[i, -1]
     _charge(out, shared_cost, contexts)
     return out
+
+
+def _consume(store: PrefixStore, out: Prefilled) -> None:
+    used = {id(source) for source in out.sources.values()}
+    for key in [k for k, row in store.rows.items() if id(row) in used]:
+        del store.rows[key]
+    out.sources.clear()
 
 
 def _charge(out: Prefilled, positions: int, contexts: Mapping[Hashable, Sequence[int]]) -> None:

@@ -307,8 +307,12 @@ def test_prefix_cache_keeps_only_rows_a_later_period_can_extend(tiny_dirs) -> No
         rm.score(conversation, answers)
         # the previous period's rows were continued from: only this period's are kept
         assert len(rm._store.rows) == len(answers)
-    # a beam that was replaced (its lineage gone) stays one more call, then is dropped
-    rm.score(conversation, [answers[0] + " now"])
+    # a beam that was replaced (its lineage gone) is dropped at once
+    rm.score(conversation, [answers[0] + " now", answers[2] + " now"])
+    assert len(rm._store.rows) == 2
+    # a lone row may be another search's: it survives one call, then goes
+    other = [{"role": "user", "content": "Name a colour."}]
+    rm.score(other, ["Blue."])
     assert len(rm._store.rows) == 3
-    rm.score(conversation, [answers[0] + " now, gently"])
+    rm.score(other, ["Blue, like the sky."])
     assert len(rm._store.rows) == 1

@@ -16,7 +16,15 @@ from transformers import (
     TopKLogitsWarper,
 )
 
-from langchain_darwin.kv import CachedRow, RowKV, prefill, stack_rows, unstack_row
+from langchain_darwin.kv import (
+    CachedRow,
+    RowKV,
+    prefill,
+    stack_rows,
+    unstack_row,
+    unstack_rows,
+)
+from langchain_darwin.memory import release_freed_host_memory
 from langchain_darwin.policy.base import (
     ExtendOutcome,
     RowRequest,
@@ -103,11 +111,13 @@ class TransformersPolicy:
         for key, n in filled.forwarded.items():
             outcome.work.add_prefill(key, n)
         kvs = filled.kv
+        filled.sources.clear()  # references to the old rows: let them go with the session's
         if commit:  # the old rows are no longer needed: free them before the batch grows
             session.rows = {}
         stored = self._decode(session, keys, rows, kvs, sampling, outcome)
         if commit:
             session.rows = stored
+        release_freed_host_memory(self.model.device)
         return outcome
 
     def _forward(
@@ -142,7 +152,8 @@ class TransformersPolicy:
         if not active:
             return stored
         width = max(len(rows[k].tokens) - 1 for k in active)
-        cache, mask = stack_rows([kvs[k] for k in active], width)
+        spare = max(rows[k].max_new for k in active)  # this period's positions, in place
+        cache, mask = stack_rows([kvs[k] for k in active], width, spare=spare)
         kvs.clear()  # the batched cache holds the only copy now
         mask = mask.to(device)
         last = torch.tensor([[rows[k].tokens[-1]] for k in active], device=device)
@@ -169,6 +180,7 @@ class TransformersPolicy:
                 outcome.work.add_decode(key, 1)
             nxt = self._sample(logits, sampling, warpers, generator)
             keep: list[int] = []
+            full: list[int] = []  # rows that used their budget this step
             for i, key in enumerate(active):
                 token = int(nxt[i])
                 result = outcome.rows[key]
@@ -182,12 +194,18 @@ class TransformersPolicy:
                 if len(result.new_tokens) < rows[key].max_new:
                     keep.append(i)
                 else:
-                    stored[key] = self._store(rows[key], result, cache, mask, i)
+                    full.append(i)
             if not any(not rows[active[i]].rider for i in keep):
-                for i in keep:
+                # the period ends: every row still holding a cache leaves the batch at once
+                leaving = full + keep
+                for i, kv in zip(leaving, unstack_rows(cache, mask, leaving), strict=True):
                     key = active[i]
-                    stored[key] = self._store(rows[key], outcome.rows[key], cache, mask, i)
+                    tokens = list(rows[key].tokens) + outcome.rows[key].new_tokens
+                    stored[key] = CachedRow(tokens[:-1], kv)
                 break
+            for i in full:
+                key = active[i]
+                stored[key] = self._store(rows[key], outcome.rows[key], cache, mask, i)
             if len(keep) < len(active):
                 index = torch.tensor(keep, device=device)
                 cache.batch_select_indices(index)

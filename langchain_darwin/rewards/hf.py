@@ -22,7 +22,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from langchain_darwin.kv import CachedRow, PrefixStore, prefill
+from langchain_darwin.kv import CachedRow, PrefixStore, common_prefix, prefill
+from langchain_darwin.memory import release_freed_host_memory
 from langchain_darwin.rewards.base import Conversation, RewardModel
 
 #: "org/name" as the Hugging Face hub spells repository ids.
@@ -282,17 +283,21 @@ class HFSequenceClassifierReward(RewardModel):
                 pad_id=pad_id,
                 device=model.device,
                 need_last=True,
+                consume=True,
             )
             hidden = torch.stack([filled.last[i] for i in range(len(rows))])
             logits = model.score(hidden.to(model.score.weight.dtype))
-            # A row another row just continued from is superseded: the new row holds the
-            # same prefix, and only the old template tail would be left to reuse.
-            # So is a row that neither this call nor the one before wrote (a beam that was
-            # replaced); one foreign call in between (another search) does not evict it.
+            # Rows another row continued from left the store inside prefill (consume): the
+            # new row holds the same prefix, only the old template tail was left to reuse.
+            # An older row of the same conversation that this call did not extend is a beam
+            # that was replaced: nothing will extend it. Rows of other conversations (other
+            # searches sharing this model) survive one foreign call.
             self._calls += 1
-            superseded = {id(source) for source in filled.sources.values()}
-            for key, cached in list(self._store.rows.items()):
-                if id(cached) in superseded or self._written[key] < self._calls - 1:
+            for key in [k for k in self._written if k not in self._store.rows]:
+                del self._written[key]
+            shared = min((common_prefix(rows[0], r) for r in rows[1:]), default=len(rows[0]))
+            for key, n in list(self._written.items()):
+                if n < self._calls - 1 or common_prefix(key, rows[0]) >= shared:
                     del self._store.rows[key], self._written[key]
             for i, row in enumerate(rows):
                 self._store.rows.pop(tuple(row), None)
@@ -302,6 +307,8 @@ class HFSequenceClassifierReward(RewardModel):
                 del self._written[next(iter(self._store.rows))]
                 self._store.rows.pop(next(iter(self._store.rows)))
             self.positions_scored += sum(filled.forwarded.values())
+            del filled
+        release_freed_host_memory(model.device)
         return logits[:, 0].float().cpu().tolist()
 
     def _forward(self, rows: list[list[int]]) -> list[float]:
