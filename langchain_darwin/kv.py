@@ -222,9 +222,9 @@ def prefill(
     With ``need_last`` at least the final position is forwarded, so its output is known.
     Identical contexts are forwarded once. One batched forward serves every row: each is
     left-padded twice (before its cached part and before its new part); the mask hides both.
-    With ``consume`` the cached rows that were continued from leave ``store`` as soon as the
-    batch holds their prefix (the new rows supersede them), so they and the batch never
-    coexist in memory; ``sources`` is then left empty.
+    With ``consume`` a cached row that a new row continues from to within its last few
+    positions (see :data:`SUPERSEDED_TAIL`) leaves ``store`` as soon as the batch holds that
+    prefix, so it and the batch never coexist in memory; ``sources`` is then left empty.
     """
     caller = store
     out = Prefilled()
@@ -241,11 +241,13 @@ def prefill(
         shared_cost = first.forwarded.get(_Shared, 0)
         store = PrefixStore({**store.rows, _Shared: CachedRow(head, first.kv[_Shared])})
     plans: list[tuple[list[Hashable], RowKV, list[int]]] = []
+    reused: dict[int, int] = {}  # id of a cached row -> most positions a new row took from it
     for context, keys in groups.items():
         source, kept = store.best_prefix(context)
         kept = min(kept, len(context) - 1) if need_last else kept
         kv = source.prefix(kept) if source is not None and kept > 0 else []
         if source is not None and kept > 0 and source is not store.rows.get(_Shared):
+            reused[id(source)] = max(reused.get(id(source), 0), kept)
             for key in keys:
                 out.sources[key] = source
         if kept == len(context):
@@ -255,7 +257,7 @@ def prefill(
             plans.append((keys, kv, list(context[kept:])))
     if not plans:
         if consume:
-            _consume(caller, out)
+            _consume(caller, out, reused)
         _charge(out, shared_cost, contexts)
         return out
     kept = [kv_length(kv) for _, kv, _ in plans]
@@ -263,7 +265,7 @@ def prefill(
     cache, mask_kept = stack_rows([kv for _, kv, _ in plans], max(kept), spare=width_new)
     plans = [(keys, [], pending) for keys, _, pending in plans]  # the batch holds them now
     if consume:
-        _consume(caller, out)
+        _consume(caller, out, reused)
     ids = torch.full((len(plans), width_new), pad_id, dtype=torch.long)
     mask_new = torch.zeros(len(plans), width_new, dtype=torch.long)
     pos = torch.zeros(len(plans), width_new, dtype=torch.long)
@@ -284,9 +286,17 @@ def prefill(
     return out
 
 
-def _consume(store: PrefixStore, out: Prefilled) -> None:
-    used = {id(source) for source in out.sources.values()}
-    for key in [k for k, row in store.rows.items() if id(row) in used]:
+#: A row continued from is superseded when at most this many of its positions (a template's
+#: closing tokens after an answer) were not reused: the new row holds all the rest.
+SUPERSEDED_TAIL = 16
+
+
+def _consume(store: PrefixStore, out: Prefilled, kept: Mapping[int, int]) -> None:
+    def superseded(row: CachedRow) -> bool:
+        n = kept.get(id(row), 0)
+        return n >= len(row.tokens) - SUPERSEDED_TAIL and 2 * n >= len(row.tokens)
+
+    for key in [k for k, row in store.rows.items() if superseded(row)]:
         del store.rows[key]
     out.sources.clear()
 
