@@ -594,6 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--report-only", action="store_true", help="no new runs: report what runs.jsonl holds"
     )
+    parser.add_argument(
+        "--label", help="suffix for the report section, so a rerun does not replace an older one"
+    )
     parser.add_argument("--out", type=Path, default=None, help=f"default: {OUT}")
     parser.add_argument("--doc", type=Path, default=None, help=f"default: {DOC}")
     parser.add_argument("--img", type=Path, default=None, help=f"default: {IMG}")
@@ -618,6 +621,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         section += f"-steer-{args.steer}"
     if args.stratified:
         section += "-stratified"
+    if args.label:
+        section += f"-{args.label}"
     if args.threads:
         import torch
 

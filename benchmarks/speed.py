@@ -354,6 +354,8 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     fwd = ours["forwarded_per_token"] if ours else math.nan
     r_mem = _ratio(ours and ours["peak_delta_mb"], floor and floor["peak_delta_mb"])
     speedup = _ratio(REFERENCE_S, ours and ours["s_per_prompt"])
+    # The reference's time was measured on a slower day of this machine (its floor: 52 s).
+    fair = _ratio(REFERENCE_S / REFERENCE_FLOOR_S, r_floor)
     cpu_floor = _ratio(ours and ours["cpu_s_per_prompt"], floor and floor["cpu_s_per_prompt"])
     cpu_rep = _ratio(rep and rep["cpu_s_per_prompt"], ours and ours["cpu_s_per_prompt"])
 
@@ -369,9 +371,11 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
         f"- re-prefill / ours = {r_rep:.2f} (should grow with --max-tokens)",
         f"- same ratios on process CPU time: ours / floor = {cpu_floor:.2f}, "
         f"re-prefill / ours = {cpu_rep:.2f} (less sensitive to other load on the machine)",
-        f"- reference code {REFERENCE_S:.0f} s/prompt / ours = {speedup:.2f}x (target >= 2.5; "
-        f"reference measured at 256 tokens, floor there {REFERENCE_FLOOR_S:.0f} s): "
-        f"{verdict(speedup >= 2.5)}",
+        f"- reference code {REFERENCE_S:.0f} s/prompt / ours = {speedup:.2f}x as measured; "
+        f"the reference was timed when the floor took {REFERENCE_FLOOR_S:.0f} s/prompt, so "
+        f"in floor units it is {REFERENCE_S / REFERENCE_FLOOR_S:.2f} and ours {r_floor:.2f}: "
+        f"{fair:.2f}x (target >= 2.5, judged on the floor-normalised figure, and only at "
+        f"256 tokens where the reference was timed): {verdict(fair >= 2.5)}",
         f"- memory measured as {results[next(iter(results))]['records'][0]['mem_method']} "
         "peak minus RSS at the start of each prompt (fresh process per method)",
         "",

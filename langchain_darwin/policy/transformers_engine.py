@@ -152,7 +152,8 @@ class TransformersPolicy:
         if not active:
             return stored
         width = max(len(rows[k].tokens) - 1 for k in active)
-        spare = max(rows[k].max_new for k in active)  # this period's positions, in place
+        # room for this call's positions, written in place; riders stop with the last non-rider
+        spare = max((rows[k].max_new for k in active if not rows[k].rider), default=1)
         cache, mask = stack_rows([kvs[k] for k in active], width, spare=spare)
         kvs.clear()  # the batched cache holds the only copy now
         mask = mask.to(device)
