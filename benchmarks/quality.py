@@ -513,7 +513,11 @@ def _ci(s: dict[str, Any], field: str) -> str:
 
 
 def markdown(
-    summaries: list[dict[str, Any]], args: argparse.Namespace, command: str, images: list[str]
+    summaries: list[dict[str, Any]],
+    args: argparse.Namespace,
+    command: str,
+    images: list[str],
+    rows: Sequence[dict[str, Any]] = (),
 ) -> str:
     lines = [
         f"Command: `{command}`",
@@ -547,8 +551,55 @@ def markdown(
         rewrites = sum(s["rewrites"] for s in mutated)
         total = rewrites + sum(s["fallbacks"] for s in mutated)
         lines += ["", f"Mutation: {rewrites} of {total} mutated instructions were real rewrites."]
+    lines += mutation_breakdown(rows)
     lines += [""] + [f"![{Path(i).stem}]({i})" for i in images]
     return "\n".join(lines) + "\n"
+
+
+_WINNER = re.compile(r"cycle (\d+) beam (\d+)")
+
+
+def mutation_breakdown(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """DARWIN against Best-of-N at the same budget, by how many real rewrites the mutation
+    step produced: does exploring other instructions help or hurt here?"""
+    bon = {(r["qid"], r["budget"]): r for r in rows if r["method"] == "best_of_n"}
+    buckets: dict[str, list[tuple[float, float, bool]]] = defaultdict(list)
+    for r in rows:
+        other = bon.get((r["qid"], r["budget"]))
+        if r["method"] != "darwin" or r["variant"] != "base" or other is None:
+            continue
+        rewrites = r["mutation_stats"].get("rewrites", 0)
+        bucket = "0-1" if rewrites <= 1 else "2-3" if rewrites <= 3 else "4+"
+        won = _WINNER.fullmatch(str(r["winner"]))
+        from_rewrite = False
+        if won:
+            cycle, beam = int(won[1]), int(won[2])
+            instruction = r["mutated_instructions"][cycle][beam]
+            from_rewrite = " ".join(instruction.split()) != " ".join(r["prompt"].split())
+        diff = (r["steering"] - other["steering"], r["relevance"] - other["relevance"])
+        buckets[bucket].append((*diff, from_rewrite))
+    if not buckets:
+        return []
+    lines = [
+        "",
+        "DARWIN minus Best-of-N on the same prompt, by the number of real rewrites its mutation "
+        "step produced (the rest fell back to the original instruction):",
+        "",
+        "| rewrites | prompts | steering diff | held-out diff | DARWIN won | winner decoded "
+        "under a rewrite |",
+        "|---|---|---|---|---|---|",
+    ]
+    for bucket in ("0-1", "2-3", "4+"):
+        got = buckets.get(bucket, [])
+        if not got:
+            continue
+        wins = sum(1 for d in got if d[1] > 0)
+        lines.append(
+            f"| {bucket} | {len(got)} | {_f(_mean(d[0] for d in got))} | "
+            f"{_f(_mean(d[1] for d in got))} | {wins} of {len(got)} (held-out) | "
+            f"{sum(d[2] for d in got)} of {len(got)} |"
+        )
+    return lines
 
 
 def write_doc(path: Path, section: str, body: str) -> None:
@@ -648,7 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python benchmarks/quality.py " + shlex.join(a for a in raw if a != "--report-only")
     if os.environ.get("OMP_NUM_THREADS"):
         command = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} {command}"
-    body = markdown(summaries, args, command.strip(), rel)
+    body = markdown(summaries, args, command.strip(), rel, rows)
     write_doc(doc, section, body)
     if doc == DOC and section == "main":  # the headline table also goes on the benchmarks page
         write_doc(BENCH_DOC, section, body)
