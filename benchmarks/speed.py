@@ -71,6 +71,7 @@ PAPER = {
 #: The authors' reference code at these settings on this machine (seconds per prompt).
 REFERENCE_S = 116.0
 REFERENCE_FLOOR_S = 52.0
+REFERENCE_TOKENS = 256
 
 
 def log(msg: str) -> None:
@@ -371,11 +372,15 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
         f"- re-prefill / ours = {r_rep:.2f} (should grow with --max-tokens)",
         f"- same ratios on process CPU time: ours / floor = {cpu_floor:.2f}, "
         f"re-prefill / ours = {cpu_rep:.2f} (less sensitive to other load on the machine)",
-        f"- reference code {REFERENCE_S:.0f} s/prompt / ours = {speedup:.2f}x as measured; "
-        f"the reference was timed when the floor took {REFERENCE_FLOOR_S:.0f} s/prompt, so "
-        f"in floor units it is {REFERENCE_S / REFERENCE_FLOOR_S:.2f} and ours {r_floor:.2f}: "
-        f"{fair:.2f}x (target >= 2.5, judged on the floor-normalised figure, and only at "
-        f"256 tokens where the reference was timed): {verdict(fair >= 2.5)}",
+        (
+            f"- reference code {REFERENCE_S:.0f} s/prompt / ours = {speedup:.2f}x as measured; "
+            f"the reference was timed when the floor took {REFERENCE_FLOOR_S:.0f} s/prompt, so "
+            f"in floor units it is {REFERENCE_S / REFERENCE_FLOOR_S:.2f} and ours "
+            f"{r_floor:.2f}: {fair:.2f}x (target >= 2.5, judged on the floor-normalised "
+            f"figure): {verdict(fair >= 2.5)}"
+            if args.max_tokens == REFERENCE_TOKENS
+            else f"- reference code: timed at {REFERENCE_TOKENS} tokens only, not compared here"
+        ),
         f"- memory measured as {results[next(iter(results))]['records'][0]['mem_method']} "
         "peak minus RSS at the start of each prompt (fresh process per method)",
         "",

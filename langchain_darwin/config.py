@@ -41,6 +41,11 @@ class DarwinConfig(BaseModel):
         None, description="Seed for every random draw; None draws a fresh one per run."
     )
     mutation: bool = Field(True, description="False: beams decode from the original instruction.")
+    keep_picked: bool = Field(
+        False,
+        description="One instruction slot per cycle keeps the picked instruction unmutated "
+        "(guards against a weak mutator; an extension, off in the paper).",
+    )
     replacement: bool = Field(
         True, description="False: beams never replace each other (Best-of-N)."
     )

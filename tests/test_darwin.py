@@ -151,3 +151,15 @@ def test_batch_and_stream_work(tiny_dirs) -> None:
     assert len(answers) == 2 and all(isinstance(a, AIMessage) for a in answers)
     chunks = list(llm.stream("Hi"))
     assert "".join(c.content for c in chunks) == answers[0].content
+
+
+def test_keep_picked_holds_one_slot_for_the_unmutated_instruction(tiny_dirs) -> None:
+    policy_dir, _ = tiny_dirs
+    kept = DarwinChatModel(
+        model=str(policy_dir), reward_model=vowels, seed=3, keep_picked=True, **FAST
+    ).invoke("Tell me about eggs")
+    darwin = kept.response_metadata["darwin"]
+    (instructions,) = darwin["mutated_instructions"]
+    assert len(instructions) == 5 and instructions[0] == "Tell me about eggs"
+    stats = darwin["mutation_stats"]
+    assert stats["original"] == 1 and stats["rewrites"] + stats["fallbacks"] == 4

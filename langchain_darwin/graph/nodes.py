@@ -141,13 +141,14 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
     instruction = state["archive"][picked]["instruction"]
     seed_beam = state["seed"]
     updates: dict[str, Any] = {}
+    kept = 1 if cfg.mutation and cfg.keep_picked else 0  # slot 0 keeps the picked instruction
     if cfg.mutation:
         prompt = ctx.policy.render([{"role": "user", "content": mutation_prompt(instruction)}])
         budget = 2 * len(ctx.policy.tokenize(instruction)) + MUTATION_SLACK
         line_end = ctx.policy.line_break_ids
         rows = {
             f"mutation{i}": RowRequest(prompt, budget, stop_ids=line_end)
-            for i in range(cfg.n_instructions)
+            for i in range(cfg.n_instructions - kept)
         }
         if not seed_beam["finished"]:
             rows[SEED_ROW] = RowRequest(
@@ -157,7 +158,8 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
             )
         outcome = ctx.policy.extend(ctx.session, rows, _sampling(cfg, state, "mutate"))
         replies = [ctx.policy.detokenize(outcome.rows[k].new_tokens) for k in rows if k != SEED_ROW]
-        instructions, kinds = select_instructions(replies, instruction, cfg.n_instructions)
+        instructions, kinds = select_instructions(replies, instruction, cfg.n_instructions - kept)
+        instructions, kinds = [instruction] * kept + instructions, [ORIGINAL] * kept + kinds
         _charge(usage, "mutation", outcome, (k for k in rows if k != SEED_ROW))
         if SEED_ROW in rows:
             _charge(usage, "seed", outcome, [SEED_ROW])
