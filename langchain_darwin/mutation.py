@@ -74,7 +74,9 @@ def parse_rewrites(text: str) -> list[str]:
 
 
 def _content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 2}
+    """Content words, a plural "s" stripped so that "dog" matches "dogs"."""
+    words = (w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 2)
+    return {w[:-1] if w.endswith("s") and not w.endswith("ss") and len(w) > 3 else w for w in words}
 
 
 _EXAMPLE_WORDS = frozenset(_content_words(f"{EXAMPLE_INSTRUCTION} {EXAMPLE_REWRITE}"))

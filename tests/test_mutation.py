@@ -93,3 +93,10 @@ def test_rewrite_of_the_prompts_worked_example_is_rejected() -> None:
     # the example's words are fine where the instruction itself is about them
     dog = "How should I care for my new dog?"
     assert rejection_reason("Describe the care a new dog needs, week by week.", dog) is None
+
+
+def test_example_leak_is_caught_in_the_singular_too() -> None:
+    # seen in the 40-question run: "a dog, a beloved pet" got past a plural-only match
+    leak = "Describe a vivid character: a dog, a beloved pet with a calm temperament."
+    instruction = "Describe the most unique character you have ever met, with vivid detail."
+    assert rejection_reason(leak, instruction) == "copies the mutation prompt's worked example"
