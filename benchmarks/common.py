@@ -59,7 +59,10 @@ def load_first_turns(path: str | Path | None, count: int) -> list[dict[str, Any]
 
 
 def smollm_reward(
-    policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, seed: int
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    seed: int,
+    prefix_cache: bool = True,
 ) -> HFSequenceClassifierReward:
     """A reward model of the policy's size and architecture: SmolLM2's backbone weights (a
     separate copy, as a real reward model would be) and a seeded random one-logit head.
@@ -74,7 +77,7 @@ def smollm_reward(
     with torch.no_grad():
         std = getattr(config, "initializer_range", 0.02)
         model.score.weight.normal_(0.0, std, generator=generator)
-    return HFSequenceClassifierReward(model.eval(), tokenizer)
+    return HFSequenceClassifierReward(model.eval(), tokenizer, prefix_cache=prefix_cache)
 
 
 # -- memory -------------------------------------------------------------------------------

@@ -82,13 +82,13 @@ def log(msg: str) -> None:
 
 
 class Runner:
-    def __init__(self, method: str, seed: int) -> None:
+    def __init__(self, method: str, seed: int, rm_cache: bool = True) -> None:
         self.method = method
         self.seed = seed
         t0 = time.perf_counter()
         self.model, self.tokenizer = load_policy("default")
         self.policy = TransformersPolicy(self.model, self.tokenizer)
-        self.reward = smollm_reward(self.model, self.tokenizer, seed)
+        self.reward = smollm_reward(self.model, self.tokenizer, seed, prefix_cache=rm_cache)
         self.reward.model  # noqa: B018  (loads now, outside any timing)
         self.load_s = time.perf_counter() - t0
         self.timer = NodeTimer(NODES)
@@ -186,7 +186,7 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     questions = list(enumerate(load_first_turns(args.questions, args.prompts)))
     if args.prompt_index is not None:
         questions = [questions[args.prompt_index]]
-    runner = Runner(args.only, args.seed)
+    runner = Runner(args.only, args.seed, rm_cache=not args.no_rm_cache)
     log(f"[{args.only}] models loaded in {runner.load_s:.1f} s; warming up")
     t0 = time.perf_counter()
     # A short run of the same method: every code path (mutation, prefill, decode, scoring).
@@ -425,6 +425,7 @@ def run_parent(args: argparse.Namespace) -> None:
             log(f"library: tree at {head}, frozen sources {frozen}, in {lib}")
         for method, index in jobs:
             which = f"q{index}" if index is not None else f"all{args.prompts}"
+            which += "-normcache" if args.no_rm_cache else ""
             out = work / f"{method}-{which}-n{args.max_tokens}-s{args.seed}.json"
             if out.is_file():
                 log(f"== {method} {which}: reusing {out}")
@@ -447,6 +448,8 @@ def run_parent(args: argparse.Namespace) -> None:
                     cmd += ["--questions", str(args.questions)]
                 if index is not None:
                     cmd += ["--prompt-index", str(index)]
+                if args.no_rm_cache:
+                    cmd += ["--no-rm-cache"]
                 log(f"== {method}: {' '.join(cmd[2:])}")
                 subprocess.run(cmd, check=True, env=env)
             child = json.loads(out.read_text())
@@ -477,6 +480,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompts", type=int, default=3, help="MT-Bench first turns to run")
     parser.add_argument("--max-tokens", type=int, default=256, help="tokens per answer")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-rm-cache",
+        action="store_true",
+        help="the reward model re-reads whole answers (no prefix cache): less memory, more time",
+    )
     parser.add_argument(
         "--questions",
         type=Path,
