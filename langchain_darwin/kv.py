@@ -85,25 +85,16 @@ class BufferedLayer(DynamicLayer):
         end = self._length + key_states.shape[-2]
         if end > self._k.shape[2]:
             room = max(end, 2 * self._k.shape[2])
-            self._k = torch.cat(
-                [
-                    self.keys,
-                    self._k.new_empty(*self._k.shape[:2], room - self._length, self._k.shape[3]),
-                ],
-                dim=2,
-            )
-            self._v = torch.cat(
-                [
-                    self.values,
-                    self._v.new_empty(*self._v.shape[:2], room - self._length, self._v.shape[3]),
-                ],
-                dim=2,
-            )
+            self._k, self._v = (self._grown(t, room) for t in (self._k, self._v))
         self._k[:, :, self._length : end] = key_states
         self._v[:, :, self._length : end] = value_states
         self._length = end
         self._expose()
         return self.keys, self.values
+
+    def _grown(self, buffer: torch.Tensor, room: int) -> torch.Tensor:
+        more = buffer.new_empty(*buffer.shape[:2], room - self._length, buffer.shape[3])
+        return torch.cat([buffer[:, :, : self._length], more], dim=2)
 
     def reset(self) -> None:
         self._k = self._v = None
@@ -176,13 +167,11 @@ def unstack_rows(cache: DynamicCache, mask: torch.Tensor, indices: Sequence[int]
 @dataclass
 class Prefilled:
     """Per row: its cache after the forward, its last position's output (when asked for),
-    how many positions were forwarded for it (rows sharing a context are charged once), and
-    the cached row it continued from (so a caller can drop rows that are now superseded)."""
+    and how many positions were forwarded for it (rows sharing a context are charged once)."""
 
     kv: dict[Hashable, RowKV] = field(default_factory=dict)
     last: dict[Hashable, torch.Tensor] = field(default_factory=dict)
     forwarded: dict[Hashable, int] = field(default_factory=dict)
-    sources: dict[Hashable, CachedRow] = field(default_factory=dict)
 
 
 #: A shared prefix is forwarded once, on its own, only when that saves at least this many
@@ -224,7 +213,7 @@ def prefill(
     left-padded twice (before its cached part and before its new part); the mask hides both.
     With ``consume`` a cached row that a new row continues from to within its last few
     positions (see :data:`SUPERSEDED_TAIL`) leaves ``store`` as soon as the batch holds that
-    prefix, so it and the batch never coexist in memory; ``sources`` is then left empty.
+    prefix, so it and the batch never coexist in memory.
     """
     caller = store
     out = Prefilled()
@@ -248,8 +237,6 @@ def prefill(
         kv = source.prefix(kept) if source is not None and kept > 0 else []
         if source is not None and kept > 0 and source is not store.rows.get(_Shared):
             reused[id(source)] = max(reused.get(id(source), 0), kept)
-            for key in keys:
-                out.sources[key] = source
         if kept == len(context):
             for key in keys:
                 out.kv[key] = kv
@@ -257,7 +244,7 @@ def prefill(
             plans.append((keys, kv, list(context[kept:])))
     if not plans:
         if consume:
-            _consume(caller, out, reused)
+            _consume(caller, reused)
         _charge(out, shared_cost, contexts)
         return out
     kept = [kv_length(kv) for _, kv, _ in plans]
@@ -265,7 +252,7 @@ def prefill(
     cache, mask_kept = stack_rows([kv for _, kv, _ in plans], max(kept), spare=width_new)
     plans = [(keys, [], pending) for keys, _, pending in plans]  # the batch holds them now
     if consume:
-        _consume(caller, out, reused)
+        _consume(caller, reused)
     ids = torch.full((len(plans), width_new), pad_id, dtype=torch.long)
     mask_new = torch.zeros(len(plans), width_new, dtype=torch.long)
     pos = torch.zeros(len(plans), width_new, dtype=torch.long)
@@ -291,14 +278,13 @@ def prefill(
 SUPERSEDED_TAIL = 16
 
 
-def _consume(store: PrefixStore, out: Prefilled, kept: Mapping[int, int]) -> None:
+def _consume(store: PrefixStore, kept: Mapping[int, int]) -> None:
     def superseded(row: CachedRow) -> bool:
         n = kept.get(id(row), 0)
         return n >= len(row.tokens) - SUPERSEDED_TAIL and 2 * n >= len(row.tokens)
 
     for key in [k for k, row in store.rows.items() if superseded(row)]:
         del store.rows[key]
-    out.sources.clear()
 
 
 def _charge(out: Prefilled, positions: int, contexts: Mapping[Hashable, Sequence[int]]) -> None:

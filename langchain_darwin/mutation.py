@@ -41,7 +41,7 @@ _STOPWORDS = frozenset(
     "the a an and or of to in on for with about from into your you me my is are be can could "
     "would should will this that these those it its as at by how what why when which who do "
     "does please tell give write make they them their there then than we our us his her "
-    "she he i'm also just some any few more most very need needs".split()
+    "she he also just some any few more most very need needs".split()
 )
 
 REWRITE = "rewrite"

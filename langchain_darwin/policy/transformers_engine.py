@@ -111,7 +111,6 @@ class TransformersPolicy:
         for key, n in filled.forwarded.items():
             outcome.work.add_prefill(key, n)
         kvs = filled.kv
-        filled.sources.clear()  # references to the old rows: let them go with the session's
         if commit:  # the old rows are no longer needed: free them before the batch grows
             session.rows = {}
         stored = self._decode(session, keys, rows, kvs, sampling, outcome)
@@ -201,12 +200,12 @@ class TransformersPolicy:
                 leaving = full + keep
                 for i, kv in zip(leaving, unstack_rows(cache, mask, leaving), strict=True):
                     key = active[i]
-                    tokens = list(rows[key].tokens) + outcome.rows[key].new_tokens
-                    stored[key] = CachedRow(tokens[:-1], kv)
+                    stored[key] = self._stored(rows[key], outcome.rows[key], kv)
                 break
             for i in full:
                 key = active[i]
-                stored[key] = self._store(rows[key], outcome.rows[key], cache, mask, i)
+                kv = unstack_row(cache, mask, i)
+                stored[key] = self._stored(rows[key], outcome.rows[key], kv)
             if len(keep) < len(active):
                 index = torch.tensor(keep, device=device)
                 cache.batch_select_indices(index)
@@ -217,11 +216,11 @@ class TransformersPolicy:
         return stored
 
     @staticmethod
-    def _store(
-        req: RowRequest, result: RowResult, cache: DynamicCache, mask: torch.Tensor, index: int
-    ) -> CachedRow:
+    def _stored(req: RowRequest, result: RowResult, kv: RowKV) -> CachedRow:
+        """A row's cache as the session keeps it: its tokens but the last, which the next
+        call's first step feeds."""
         tokens = list(req.tokens) + result.new_tokens
-        return CachedRow(tokens[:-1], unstack_row(cache, mask, index))
+        return CachedRow(tokens[:-1], kv)
 
     @staticmethod
     def _warpers(sampling: Sampling) -> LogitsProcessorList:

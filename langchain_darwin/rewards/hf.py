@@ -293,19 +293,17 @@ class HFSequenceClassifierReward(RewardModel):
             # that was replaced: nothing will extend it. Rows of other conversations (other
             # searches sharing this model) survive one foreign call.
             self._calls += 1
-            for key in [k for k in self._written if k not in self._store.rows]:
-                del self._written[key]
             shared = min((common_prefix(rows[0], r) for r in rows[1:]), default=len(rows[0]))
-            for key, n in list(self._written.items()):
-                if n < self._calls - 1 or common_prefix(key, rows[0]) >= shared:
-                    del self._store.rows[key], self._written[key]
+            for key in list(self._store.rows):
+                if self._written[key] < self._calls - 1 or common_prefix(key, rows[0]) >= shared:
+                    del self._store.rows[key]
             for i, row in enumerate(rows):
                 self._store.rows.pop(tuple(row), None)
                 self._store.rows[tuple(row)] = CachedRow(list(row), filled.kv[i])
                 self._written[tuple(row)] = self._calls
             while len(self._store.rows) > self._cache_rows:
-                del self._written[next(iter(self._store.rows))]
                 self._store.rows.pop(next(iter(self._store.rows)))
+            self._written = {key: self._written[key] for key in self._store.rows}
             self.positions_scored += sum(filled.forwarded.values())
             del filled
         release_freed_host_memory(model.device)
