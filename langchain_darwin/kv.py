@@ -1,9 +1,11 @@
 """Prefix-reusing KV caches for any decoder: the policy's beams and causal reward models.
 
-Every row keeps its own compact keys/values (one ``(heads, length, head_dim)`` pair per layer).
-Rows are stacked into a padded :class:`~transformers.DynamicCache` for one batched forward and
-cut back into compact rows afterwards, so a row that shares a prefix with anything cached
-(its own earlier tokens, another beam's prompt, a donor's answer) forwards only the rest.
+A row's keys/values are the row of a batched buffer it was last forwarded in, plus the columns
+of that buffer that hold its positions: cutting rows out of a batch copies nothing. Rows are
+gathered into a fresh padded :class:`~transformers.DynamicCache` for the next batched forward,
+layer by layer, letting go of each source layer once it is copied, so an old batch and its
+successor never both exist whole. A row that shares a prefix with anything cached (its own
+earlier tokens, another beam's prompt, a donor's answer) forwards only the rest.
 """
 
 from __future__ import annotations
@@ -15,10 +17,60 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-#: Keys and values of one row: a ``(key, value)`` pair per layer, each ``(heads, length, dim)``.
-RowKV = list[tuple[torch.Tensor, torch.Tensor]]
 #: ``forward(input_ids, attention_mask, position_ids, cache) -> per-position output or None``.
 Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, DynamicCache], torch.Tensor | None]
+
+
+class RowKV:
+    """Keys and values of one row: per layer a ``(key, value)`` pair shaped
+    ``(heads, width, dim)``, of which ``columns`` (in order) hold this row's positions.
+
+    The pairs are usually views of a batch's buffers, shared with the other rows cut from it;
+    ``layers[i]`` becomes ``None`` once a stacking that owns the row has copied layer ``i``.
+    """
+
+    __slots__ = ("_span", "columns", "layers")
+
+    def __init__(
+        self, layers: list[tuple[torch.Tensor, torch.Tensor] | None], columns: torch.Tensor
+    ) -> None:
+        self.layers = layers
+        self.columns = columns
+        n = len(columns)
+        first = int(columns[0]) if n else 0
+        contiguous = n == 0 or int(columns[-1]) - first + 1 == n
+        # contiguous columns are sliced (a view); others are gathered
+        self._span = (first, first + n) if contiguous else None
+
+    @classmethod
+    def compact(cls, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> RowKV:
+        width = layers[0][0].shape[1] if layers else 0
+        device = layers[0][0].device if layers else None
+        return cls(list(layers), torch.arange(width, device=device))
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pair = self.layers[index]
+        if pair is None:
+            raise RuntimeError(f"layer {index} of this row was released by a stacking")
+        k, v = pair
+        if self._span is not None:
+            a, b = self._span
+            return k[:, a:b], v[:, a:b]
+        cols = self.columns.to(k.device)
+        return k[:, cols], v[:, cols]
+
+    def prefix(self, length: int) -> RowKV:
+        """The first ``length`` positions; shares the buffers, owns its own layer list."""
+        return RowKV(list(self.layers), self.columns[:length])
+
+    def copy(self) -> RowKV:
+        """A compact copy that holds no other row's buffer."""
+        return RowKV.compact(
+            [tuple(t.clone() for t in self.layer(i)) for i in range(len(self.layers))]
+        )
 
 
 @dataclass
@@ -27,7 +79,7 @@ class CachedRow:
     kv: RowKV
 
     def prefix(self, length: int) -> RowKV:
-        return [(k[:, :length], v[:, :length]) for k, v in self.kv]
+        return self.kv.prefix(length)
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -56,8 +108,11 @@ class PrefixStore:
         return best, best_len
 
 
-def kv_length(kv: RowKV) -> int:
-    return kv[0][0].shape[1] if kv else 0
+EMPTY_ROW_COLUMNS = torch.zeros(0, dtype=torch.long)
+
+
+def empty_row() -> RowKV:
+    return RowKV([], EMPTY_ROW_COLUMNS)
 
 
 class BufferedLayer(DynamicLayer):
@@ -118,25 +173,38 @@ class BufferedLayer(DynamicLayer):
 
 
 def stack_rows(
-    kvs: Sequence[RowKV], width: int, spare: int = 0
+    kvs: Sequence[RowKV], width: int, spare: int = 0, *, release: bool = False
 ) -> tuple[DynamicCache, torch.Tensor]:
     """Left-pad rows to ``width`` positions and stack them into one batched cache + mask,
-    with room for ``spare`` more positions per row (the tokens about to be forwarded)."""
-    lengths = [kv_length(kv) for kv in kvs]
-    ref = next((kv for kv in kvs if kv), None)
+    with room for ``spare`` more positions per row (the tokens about to be forwarded).
+
+    With ``release`` the rows are the caller's to consume: each layer of theirs is let go as
+    soon as it is copied, so a source batch whose rows are all stacked here is freed layer by
+    layer while its successor is built (never both whole in memory).
+    """
+    lengths = [len(kv) for kv in kvs]
+    ref = next((kv for kv in kvs if len(kv)), None)
     if ref is None or width == 0:
         return DynamicCache(), torch.zeros(len(kvs), width, dtype=torch.long)
+    owners = list({id(kv): kv for kv in kvs if len(kv)}.values())
     layers: list[DynamicLayer] = []
-    for layer in range(len(ref)):
-        heads, _, dim = ref[layer][0].shape
-        k_all = ref[layer][0].new_zeros(len(kvs), heads, width + spare, dim)
-        v_all = ref[layer][1].new_zeros(len(kvs), heads, width + spare, dim)
+    for layer in range(len(ref.layers)):
+        k_ref, v_ref = ref.layer(layer)
+        heads, dim = k_ref.shape[0], k_ref.shape[2]
+        # the spare columns are written before they are ever read; only padding needs zeros
+        k_all = k_ref.new_empty(len(kvs), heads, width + spare, dim)
+        v_all = v_ref.new_empty(len(kvs), heads, width + spare, dim)
         for i, kv in enumerate(kvs):
+            start = width - lengths[i]
+            k_all[i, :, :start] = 0
+            v_all[i, :, :start] = 0
             if lengths[i]:
-                k_all[i, :, width - lengths[i] : width] = kv[layer][0]
-                v_all[i, :, width - lengths[i] : width] = kv[layer][1]
+                k_all[i, :, start:width], v_all[i, :, start:width] = kv.layer(layer)
+        if release:
+            for kv in owners:
+                kv.layers[layer] = None
         layers.append(BufferedLayer(k_all, v_all, width))
-    mask = torch.zeros(len(kvs), width, dtype=torch.long, device=ref[0][0].device)
+    mask = torch.zeros(len(kvs), width, dtype=torch.long, device=k_ref.device)
     for i, n in enumerate(lengths):
         if n:
             mask[i, width - n :] = 1
@@ -146,21 +214,27 @@ def stack_rows(
 
 
 def unstack_row(cache: DynamicCache, mask: torch.Tensor, index: int) -> RowKV:
-    """The compact keys/values of batch row ``index`` (padding columns dropped)."""
+    """A compact copy of batch row ``index`` (padding dropped), for a row leaving a batch
+    that goes on without it."""
     keep = mask[index].bool()[: cache.layers[0].keys.shape[2]]
-    return [(layer.keys[index][:, keep], layer.values[index][:, keep]) for layer in cache.layers]
+    return RowKV.compact(
+        [(layer.keys[index][:, keep], layer.values[index][:, keep]) for layer in cache.layers]
+    )
 
 
 def unstack_rows(cache: DynamicCache, mask: torch.Tensor, indices: Sequence[int]) -> list[RowKV]:
-    """Compact copies of several rows, emptying ``cache`` layer by layer as it goes, so the
-    batch and its copies are never both held whole (the cache is unusable afterwards)."""
+    """Several rows of a batch that is done, as views of its buffers (no copy); ``cache``
+    lets go of them, so the buffers live exactly as long as some row still needs them."""
     width = cache.layers[0].keys.shape[2]
-    keeps = [mask[i].bool()[:width] for i in indices]
-    rows: list[RowKV] = [[] for _ in indices]
-    for layer in cache.layers:
-        for row, i, keep in zip(rows, indices, keeps, strict=True):
-            row.append((layer.keys[i][:, keep], layer.values[i][:, keep]))
-        layer.reset()
+    buffers = [(layer.keys, layer.values) for layer in cache.layers]
+    rows = [
+        RowKV([(k[i], v[i]) for k, v in buffers], mask[i, :width].nonzero().view(-1))
+        for i in indices
+    ]
+    for layer in cache.layers:  # dropped, not reset: some versions zero tensors on reset
+        if isinstance(layer, BufferedLayer):
+            layer._k = layer._v = None
+        layer.keys = layer.values = None
     return rows
 
 
@@ -205,22 +279,57 @@ def prefill(
     device: torch.device,
     need_last: bool = False,
     consume: bool = False,
+    evict: Callable[[Hashable], bool] | None = None,
 ) -> Prefilled:
     """Bring each row's cache up to its whole context, reusing the longest cached prefix.
 
     With ``need_last`` at least the final position is forwarded, so its output is known.
     Identical contexts are forwarded once. One batched forward serves every row: each is
     left-padded twice (before its cached part and before its new part); the mask hides both.
-    With ``consume`` a cached row that a new row continues from to within its last few
-    positions (see :data:`SUPERSEDED_TAIL`) leaves ``store`` as soon as the batch holds that
-    prefix, so it and the batch never coexist in memory.
+    Rows of ``store`` can leave it once the plan holds what it reuses from them, before the
+    batch is built, so their buffers are freed while it is: with ``consume`` a cached row that
+    a new row continues from to within its last few positions (see :data:`SUPERSEDED_TAIL`),
+    and every row whose key ``evict`` selects.
     """
-    caller = store
     out = Prefilled()
+    plans, reused, shared_cost = _plan(
+        forward, store, contexts, out, pad_id=pad_id, device=device, need_last=need_last
+    )
+    if consume:
+        _consume(store, reused)
+    if evict is not None:
+        for key in [k for k in store.rows if evict(k)]:
+            del store.rows[key]
+    reused.clear()
+    if plans:
+        _forward_plans(forward, plans, out, pad_id=pad_id, device=device, need_last=need_last)
+    _charge(out, shared_cost, contexts)
+    return out
+
+
+#: What a row still needs forwarded: its keys (identical contexts), the cache it starts
+#: from, and its pending tokens.
+_Plan = tuple[list[Hashable], RowKV, list[int]]
+
+
+def _plan(
+    forward: Forward,
+    store: PrefixStore,
+    contexts: Mapping[Hashable, Sequence[int]],
+    out: Prefilled,
+    *,
+    pad_id: int,
+    device: torch.device,
+    need_last: bool,
+) -> tuple[list[_Plan], dict[int, int], int]:
+    """Pick each context's cached prefix. Rows fully cached go straight into ``out``; the
+    rest come back as plans, with the most positions taken from each cached row (by id) and
+    the positions a shared head cost. Its own function so that no local outlives the plan."""
     groups: dict[tuple[int, ...], list[Hashable]] = {}
     for key, context in contexts.items():
         groups.setdefault(tuple(context), []).append(key)
     shared_cost = 0
+    rows = store.rows
     shared = _shared_prefix(list(groups), store, need_last)
     if shared:
         # Rows that share a prefix nothing cached covers (a prompt read by several beams for
@@ -228,49 +337,57 @@ def prefill(
         head = list(next(iter(groups))[:shared])
         first = prefill(forward, store, {_Shared: head}, pad_id=pad_id, device=device)
         shared_cost = first.forwarded.get(_Shared, 0)
-        store = PrefixStore({**store.rows, _Shared: CachedRow(head, first.kv[_Shared])})
-    plans: list[tuple[list[Hashable], RowKV, list[int]]] = []
-    reused: dict[int, int] = {}  # id of a cached row -> most positions a new row took from it
+        rows = {**rows, _Shared: CachedRow(head, first.kv[_Shared])}
+    search = PrefixStore(rows)
+    plans: list[_Plan] = []
+    reused: dict[int, int] = {}
     for context, keys in groups.items():
-        source, kept = store.best_prefix(context)
+        source, kept = search.best_prefix(context)
         kept = min(kept, len(context) - 1) if need_last else kept
-        kv = source.prefix(kept) if source is not None and kept > 0 else []
-        if source is not None and kept > 0 and source is not store.rows.get(_Shared):
+        kv = source.prefix(kept) if source is not None and kept > 0 else empty_row()
+        if source is not None and kept > 0 and source is not rows.get(_Shared):
             reused[id(source)] = max(reused.get(id(source), 0), kept)
         if kept == len(context):
             for key in keys:
                 out.kv[key] = kv
         else:
             plans.append((keys, kv, list(context[kept:])))
-    if not plans:
-        if consume:
-            _consume(caller, reused)
-        _charge(out, shared_cost, contexts)
-        return out
-    kept = [kv_length(kv) for _, kv, _ in plans]
+    return plans, reused, shared_cost
+
+
+def _forward_plans(
+    forward: Forward,
+    plans: list[_Plan],
+    out: Prefilled,
+    *,
+    pad_id: int,
+    device: torch.device,
+    need_last: bool,
+) -> None:
+    """One batched forward of every plan's pending tokens on top of its cached prefix."""
+    kept = [len(kv) for _, kv, _ in plans]
     width_new = max(len(p) for _, _, p in plans)
-    cache, mask_kept = stack_rows([kv for _, kv, _ in plans], max(kept), spare=width_new)
-    plans = [(keys, [], pending) for keys, _, pending in plans]  # the batch holds them now
-    if consume:
-        _consume(caller, reused)
-    ids = torch.full((len(plans), width_new), pad_id, dtype=torch.long)
-    mask_new = torch.zeros(len(plans), width_new, dtype=torch.long)
-    pos = torch.zeros(len(plans), width_new, dtype=torch.long)
-    for i, (keys, _, pending) in enumerate(plans):
+    starts = [kv for _, kv, _ in plans]
+    cache, mask_kept = stack_rows(starts, max(kept), spare=width_new, release=True)
+    starts.clear()
+    pending_rows = [(keys, pending) for keys, _, pending in plans]
+    plans.clear()  # the batch holds their prefixes now
+    ids = torch.full((len(pending_rows), width_new), pad_id, dtype=torch.long)
+    mask_new = torch.zeros(len(pending_rows), width_new, dtype=torch.long)
+    pos = torch.zeros(len(pending_rows), width_new, dtype=torch.long)
+    for i, (keys, pending) in enumerate(pending_rows):
         ids[i, width_new - len(pending) :] = torch.tensor(pending)
         mask_new[i, width_new - len(pending) :] = 1
         pos[i, width_new - len(pending) :] = torch.arange(kept[i], kept[i] + len(pending))
         out.forwarded[keys[0]] = len(pending)
     mask = torch.cat([mask_kept.to(device), mask_new.to(device)], dim=1)
     result = forward(ids.to(device), mask, pos.to(device), cache)
-    kvs = unstack_rows(cache, mask, range(len(plans)))
-    for i, ((keys, _, _), kv) in enumerate(zip(plans, kvs, strict=True)):
+    kvs = unstack_rows(cache, mask, range(len(pending_rows)))
+    for i, ((keys, _), kv) in enumerate(zip(pending_rows, kvs, strict=True)):
         for key in keys:
             out.kv[key] = kv
             if need_last and result is not None:
                 out.last[key] = result[i, -1]
-    _charge(out, shared_cost, contexts)
-    return out
 
 
 #: A row continued from is superseded when at most this many of its positions (a template's

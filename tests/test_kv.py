@@ -1,26 +1,45 @@
-"""The batched cache helpers: in-place layers and row (un)stacking."""
+"""The batched cache helpers: in-place layers, row (un)stacking and buffer lifetimes."""
 
 from __future__ import annotations
+
+import gc
+import weakref
 
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from langchain_darwin.kv import stack_rows, unstack_row, unstack_rows
+from langchain_darwin.kv import (
+    CachedRow,
+    PrefixStore,
+    RowKV,
+    prefill,
+    stack_rows,
+    unstack_row,
+    unstack_rows,
+)
 
 
-def _rows(lengths: list[int], seed: int = 0) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+def _rows(lengths: list[int], seed: int = 0, layers: int = 1) -> list[RowKV]:
     g = torch.Generator().manual_seed(seed)
     return [
-        [(torch.randn(2, n, 4, generator=g), torch.randn(2, n, 4, generator=g))] for n in lengths
+        RowKV.compact(
+            [
+                (torch.randn(2, n, 4, generator=g), torch.randn(2, n, 4, generator=g))
+                for _ in range(layers)
+            ]
+        )
+        for n in lengths
     ]
 
 
 def test_buffered_layer_behaves_like_dynamic_layer_past_its_spare_room() -> None:
     rows = _rows([5, 5, 5])
+    ref = DynamicLayer()
+    ref.update(
+        torch.stack([r.layer(0)[0] for r in rows]), torch.stack([r.layer(0)[1] for r in rows])
+    )
     cache, mask = stack_rows(rows, 5, spare=2)
     assert mask.all()
-    ref = DynamicLayer()
-    ref.update(torch.stack([r[0][0] for r in rows]), torch.stack([r[0][1] for r in rows]))
     g = torch.Generator().manual_seed(1)
     for _ in range(4):  # two steps fit the spare room, two make it grow
         k, v = torch.randn(3, 2, 1, 4, generator=g), torch.randn(3, 2, 1, 4, generator=g)
@@ -35,13 +54,67 @@ def test_buffered_layer_behaves_like_dynamic_layer_past_its_spare_room() -> None
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
-def test_unstack_rows_returns_what_unstack_row_does_and_empties_the_batch() -> None:
+def test_padding_is_zero_and_rows_come_back_as_they_went_in() -> None:
     rows = _rows([3, 6, 1])
     cache, mask = stack_rows(rows, 6, spare=4)
+    assert torch.equal(mask.sum(dim=1), torch.tensor([3, 6, 1]))
+    assert not cache.layers[0].keys[0, :, :3].any()  # padding zeroed, not left uninitialised
     singles = [unstack_row(cache, mask, i) for i in range(3)]
-    for i, row in enumerate(rows):  # padding dropped: each row comes back as it went in
-        assert torch.equal(singles[i][0][0], row[0][0])
+    for single, row in zip(singles, rows, strict=True):
+        assert torch.equal(single.layer(0)[0], row.layer(0)[0])
     together = unstack_rows(cache, mask, [2, 0, 1])
     for got, want in zip(together, [singles[2], singles[0], singles[1]], strict=True):
-        assert torch.equal(got[0][0], want[0][0]) and torch.equal(got[0][1], want[0][1])
-    assert cache.layers[0].keys is None  # freed as it went
+        assert torch.equal(got.layer(0)[0], want.layer(0)[0])
+        assert torch.equal(got.layer(0)[1], want.layer(0)[1])
+    assert cache.layers[0].keys is None  # the cache let go; the rows hold the buffer
+
+
+def test_rows_cut_from_a_batch_share_it_until_a_consuming_stack_frees_it() -> None:
+    cache, mask = stack_rows(_rows([4, 2, 3], layers=3), 4, spare=3)
+    buffers = [weakref.ref(layer._k) for layer in cache.layers]
+    views = unstack_rows(cache, mask, [0, 1, 2])
+    del cache
+    gc.collect()
+    assert all(b() is not None for b in buffers)  # no copy was made: the rows are views
+    prefixes = [v.prefix(len(v) - 1) for v in views]
+    kept = stack_rows(prefixes, 3, release=False)[0]
+    assert all(b() is not None for b in buffers)  # without release the sources stay whole
+    assert all(p.layers[0] is not None for p in prefixes)
+    new, _ = stack_rows(prefixes + views, 4, spare=1, release=True)
+    assert all(p.layers == [None] * 3 for p in prefixes + views)
+    del views, prefixes
+    gc.collect()
+    assert all(b() is None for b in buffers)
+    assert torch.equal(new.layers[1].keys[0, :, 1:], kept.layers[1].keys[0])
+
+
+def test_prefill_with_holes_matches_compact_rows_and_evicts_before_building() -> None:
+    layers = 2
+    seen: list[int] = []
+
+    def forward(ids, mask, pos, cache):  # noqa: ANN001, ANN202 - a toy decoder
+        seen.append(len(store.rows))
+        for i in range(layers):
+            x = (ids.float() + 10 * i)[:, None, :, None].expand(-1, 2, -1, 4).clone()
+            cache.update(x, -x, i)
+        return None
+
+    store = PrefixStore()
+    first = prefill(forward, store, {"a": [1, 2, 3], "b": [7]}, pad_id=0, device="cpu")
+    for key, ctx in {"a": [1, 2, 3], "b": [7]}.items():
+        store.rows[key] = CachedRow(ctx, first.kv[key])
+    out = prefill(
+        forward,
+        store,
+        {"x": [1, 2, 3, 4, 5], "y": [7, 8]},
+        pad_id=0,
+        device="cpu",
+        evict=lambda key: key == "a",
+    )
+    assert list(store.rows) == ["b"] and seen[-1] == 1  # "a" left before the forward
+    assert out.forwarded == {"x": 2, "y": 1}
+    assert out.kv["y"].columns.tolist() == [2, 4]  # a hole between its kept and new parts
+    for key, ctx in {"x": [1, 2, 3, 4, 5], "y": [7, 8]}.items():
+        k, v = out.kv[key].layer(1)
+        want = torch.tensor(ctx, dtype=torch.float)[None, :, None].expand(2, -1, 4) + 10
+        assert torch.equal(k, want) and torch.equal(v, -want)

@@ -298,6 +298,27 @@ def test_prefix_cached_scoring_matches_full_scoring_and_reads_only_new_tokens(ti
     assert cached.positions_scored - before == 1
 
 
+def test_replaced_beams_rows_leave_even_when_the_survivors_share_answer_text(tiny_dirs) -> None:
+    rm = HFSequenceClassifierReward(str(tiny_dirs[1]))
+    conversation = [{"role": "user", "content": "How do I boil an egg?"}]
+    rm.score(conversation, ["Put it in a pot", "Be rude", "Use a kettle"])
+    # beams 2 and 3 were replaced by copies of beam 1: every new row shares its answer text
+    rm.score(conversation, ["Put it in a pot of water", "Put it in a pot and", "Put it in a pot."])
+    assert len(rm._store.rows) == 3
+    assert all(b"rude" not in rm.tokenizer.decode(list(k)).encode() for k in rm._store.rows)
+
+
+def test_rows_of_one_call_split_into_batches_all_stay_cached(tiny_dirs) -> None:
+    rm = HFSequenceClassifierReward(str(tiny_dirs[1]), batch_size=2)
+    conversation = [{"role": "user", "content": "How do I boil an egg?"}]
+    answers = ["Put it in a pot", "Be rude", "Use a kettle"]
+    rm.score(conversation, answers)
+    assert len(rm._store.rows) == 3
+    before = rm.positions_scored
+    rm.score(conversation, answers)  # all cached: one position each
+    assert rm.positions_scored - before == 3
+
+
 def test_prefix_cache_keeps_only_rows_a_later_period_can_extend(tiny_dirs) -> None:
     rm = HFSequenceClassifierReward(str(tiny_dirs[1]))
     conversation = [{"role": "user", "content": "How do I boil an egg?"}]

@@ -147,14 +147,17 @@ class TransformersPolicy:
         for key in keys:
             outcome.rows[key] = RowResult(new_tokens=[], ended=False)
             if rows[key].max_new <= 0:
-                stored[key] = CachedRow(list(rows[key].tokens[:-1]), list(kvs[key]))
+                # a copy: a view would keep a whole batch alive for one idle row
+                stored[key] = CachedRow(list(rows[key].tokens[:-1]), kvs[key].copy())
         if not active:
             return stored
         width = max(len(rows[k].tokens) - 1 for k in active)
         # room for this call's positions, written in place; riders stop with the last non-rider
         spare = max((rows[k].max_new for k in active if not rows[k].rider), default=1)
-        cache, mask = stack_rows([kvs[k] for k in active], width, spare=spare)
-        kvs.clear()  # the batched cache holds the only copy now
+        # the rows are this call's own (prefixes cut for it): the batch they came from is
+        # freed layer by layer as this one is built
+        cache, mask = stack_rows([kvs[k] for k in active], width, spare=spare, release=True)
+        kvs.clear()
         mask = mask.to(device)
         last = torch.tensor([[rows[k].tokens[-1]] for k in active], device=device)
         positions = torch.tensor([[len(rows[k].tokens) - 1] for k in active], device=device)

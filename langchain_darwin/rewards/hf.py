@@ -236,8 +236,17 @@ class HFSequenceClassifierReward(RewardModel):
                     )
         scores: list[float] = []
         if self.prefix_cache and self._cacheable():
+            # the conversation's own tokens: rows that share them are this conversation's
+            # (cleared out by the call's last batch; earlier ones may still need them)
+            empty = tokenizer(self.render(conversation, ""), add_special_tokens=False)
+            head = common_prefix(empty["input_ids"], ids[0])
+            with self._cache_lock:
+                self._calls += 1
+                call = self._calls
             for start in range(0, len(ids), self.batch_size):
-                scores.extend(self._forward_cached(ids[start : start + self.batch_size]))
+                batch = ids[start : start + self.batch_size]
+                last = start + self.batch_size >= len(ids)
+                scores.extend(self._forward_cached(batch, head if last else 0, call))
             return scores
         for start in range(0, len(ids), self.batch_size):
             scores.extend(self._forward(ids[start : start + self.batch_size]))
@@ -270,12 +279,24 @@ class HFSequenceClassifierReward(RewardModel):
         )
         return out.last_hidden_state
 
-    def _forward_cached(self, rows: list[list[int]]) -> list[float]:
+    def _forward_cached(self, rows: list[list[int]], head: int, call: int) -> list[float]:
         """Score rows forwarding only what no cached row shares: a beam one period longer
-        costs its new tokens plus the template tail; a copied answer costs one position."""
+        costs its new tokens plus the template tail; a copied answer costs one position.
+        ``head`` is how many leading tokens are the conversation's (0: keep its rows);
+        ``call`` stamps the rows."""
         model = self.model
         pad_id = model.config.get_text_config().pad_token_id
         with self._cache_lock, torch.inference_mode():
+            # Once this call has planned what it reuses, rows it continues from (superseded)
+            # and the rows earlier calls cached for this conversation (one it does not extend
+            # is a beam that was replaced: nothing will extend it) leave the store, so their
+            # buffers are freed while the new batch is built. Rows of other conversations
+            # (other searches sharing this model) survive one foreign call.
+            def evict(key: tuple[int, ...]) -> bool:
+                written = self._written[key]
+                ours = head > 0 and common_prefix(key, rows[0]) >= head
+                return written < call - 1 or (written < call and ours)
+
             filled = prefill(
                 self._backbone,
                 self._store,
@@ -284,23 +305,14 @@ class HFSequenceClassifierReward(RewardModel):
                 device=model.device,
                 need_last=True,
                 consume=True,
+                evict=evict,
             )
             hidden = torch.stack([filled.last[i] for i in range(len(rows))])
             logits = model.score(hidden.to(model.score.weight.dtype))
-            # Rows another row continued from left the store inside prefill (consume): the
-            # new row holds the same prefix, only the old template tail was left to reuse.
-            # An older row of the same conversation that this call did not extend is a beam
-            # that was replaced: nothing will extend it. Rows of other conversations (other
-            # searches sharing this model) survive one foreign call.
-            self._calls += 1
-            shared = min((common_prefix(rows[0], r) for r in rows[1:]), default=len(rows[0]))
-            for key in list(self._store.rows):
-                if self._written[key] < self._calls - 1 or common_prefix(key, rows[0]) >= shared:
-                    del self._store.rows[key]
             for i, row in enumerate(rows):
                 self._store.rows.pop(tuple(row), None)
                 self._store.rows[tuple(row)] = CachedRow(list(row), filled.kv[i])
-                self._written[tuple(row)] = self._calls
+                self._written[tuple(row)] = call
             while len(self._store.rows) > self._cache_rows:
                 self._store.rows.pop(next(iter(self._store.rows)))
             self._written = {key: self._written[key] for key in self._store.rows}
