@@ -153,8 +153,8 @@ def cached_kv_mb(store: object) -> float:
     storage counted once."""
     seen: dict[int, int] = {}
     for row in getattr(store, "rows", {}).values():
-        for pair in row.kv:
-            for t in pair:
+        for pair in row.kv.layers:  # views of a batch: its whole buffer is what is held
+            for t in pair or ():
                 storage = t.untyped_storage()
                 seen[storage.data_ptr()] = storage.nbytes()
     return sum(seen.values()) / 2**20
