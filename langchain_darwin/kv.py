@@ -17,6 +17,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from langchain_darwin.memory import release_freed_host_memory
+
 #: ``forward(input_ids, attention_mask, position_ids, cache) -> per-position output or None``.
 Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, DynamicCache], torch.Tensor | None]
 
@@ -203,6 +205,9 @@ def stack_rows(
         if release:
             for kv in owners:
                 kv.layers[layer] = None
+            # the next layer's buffer is a little larger than the one just freed, so the heap
+            # cannot reuse the hole: give its pages back now, not after the whole batch
+            release_freed_host_memory(k_ref.device)
         layers.append(BufferedLayer(k_all, v_all, width))
     mask = torch.zeros(len(kvs), width, dtype=torch.long, device=k_ref.device)
     for i, n in enumerate(lengths):

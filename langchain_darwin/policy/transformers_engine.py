@@ -113,6 +113,7 @@ class TransformersPolicy:
         kvs = filled.kv
         if commit:  # the old rows are no longer needed: free them before the batch grows
             session.rows = {}
+        release_freed_host_memory(self.model.device)  # what the prefill freed
         stored = self._decode(session, keys, rows, kvs, sampling, outcome)
         if commit:
             session.rows = stored
@@ -158,6 +159,7 @@ class TransformersPolicy:
         # freed layer by layer as this one is built
         cache, mask = stack_rows([kvs[k] for k in active], width, spare=spare, release=True)
         kvs.clear()
+        release_freed_host_memory(device)  # the batch the rows came from
         mask = mask.to(device)
         last = torch.tensor([[rows[k].tokens[-1]] for k in active], device=device)
         positions = torch.tensor([[len(rows[k].tokens) - 1] for k in active], device=device)
