@@ -175,16 +175,25 @@ class BufferedLayer(DynamicLayer):
 
 
 def stack_rows(
-    kvs: Sequence[RowKV], width: int, spare: int = 0, *, release: bool = False
+    kvs: Sequence[RowKV],
+    width: int,
+    spare: int = 0,
+    *,
+    release: bool = False,
+    tails: Sequence[int] | None = None,
 ) -> tuple[DynamicCache, torch.Tensor]:
     """Left-pad rows to ``width`` positions and stack them into one batched cache + mask,
     with room for ``spare`` more positions per row (the tokens about to be forwarded).
 
+    ``tails[i]`` columns at the end of row ``i`` are left for positions the caller writes in
+    place (:func:`row_cache`) before unmasking them; the row's cached part ends before them.
     With ``release`` the rows are the caller's to consume: each layer of theirs is let go as
     soon as it is copied, so a source batch whose rows are all stacked here is freed layer by
     layer while its successor is built (never both whole in memory).
     """
+    tails = list(tails) if tails is not None else [0] * len(kvs)
     lengths = [len(kv) for kv in kvs]
+    ends = [width - t for t in tails]
     ref = next((kv for kv in kvs if len(kv)), None)
     if ref is None or width == 0:
         return DynamicCache(), torch.zeros(len(kvs), width, dtype=torch.long)
@@ -197,11 +206,11 @@ def stack_rows(
         k_all = k_ref.new_empty(len(kvs), heads, width + spare, dim)
         v_all = v_ref.new_empty(len(kvs), heads, width + spare, dim)
         for i, kv in enumerate(kvs):
-            start = width - lengths[i]
+            start, end = ends[i] - lengths[i], ends[i]
             k_all[i, :, :start] = 0
             v_all[i, :, :start] = 0
             if lengths[i]:
-                k_all[i, :, start:width], v_all[i, :, start:width] = kv.layer(layer)
+                k_all[i, :, start:end], v_all[i, :, start:end] = kv.layer(layer)
         if release:
             for kv in owners:
                 kv.layers[layer] = None
@@ -212,7 +221,7 @@ def stack_rows(
     mask = torch.zeros(len(kvs), width, dtype=torch.long, device=k_ref.device)
     for i, n in enumerate(lengths):
         if n:
-            mask[i, width - n :] = 1
+            mask[i, ends[i] - n : ends[i]] = 1
     cache = DynamicCache()
     cache.layers, cache.layer_class_to_replicate = layers, None
     return cache, mask
@@ -241,6 +250,29 @@ def unstack_rows(cache: DynamicCache, mask: torch.Tensor, indices: Sequence[int]
             layer._k = layer._v = None
         layer.keys = layer.values = None
     return rows
+
+
+def row_cache(cache: DynamicCache, index: int, length: int) -> DynamicCache:
+    """A one-row cache over row ``index`` of a stacked batch, ``length`` positions long, whose
+    writes land in the batch's own buffers: a row can be prefilled in place, in a forward of
+    its own, without a batch of its own (see ``tails`` in :func:`stack_rows`)."""
+    layers: list[DynamicLayer] = []
+    for layer in cache.layers:
+        if not isinstance(layer, BufferedLayer) or length > layer._k.shape[2]:
+            raise ValueError("row_cache needs a batch from stack_rows with room for the row")
+        layers.append(
+            BufferedLayer(layer._k[index : index + 1], layer._v[index : index + 1], length)
+        )
+    row = DynamicCache()
+    row.layers, row.layer_class_to_replicate = layers, None
+    return row
+
+
+def copy_columns(cache: DynamicCache, source: int, target: int, columns: slice) -> None:
+    """Copy ``columns`` of batch row ``source`` into row ``target`` (a twin's prefill)."""
+    for layer in cache.layers:
+        layer.keys[target, :, columns] = layer.keys[source, :, columns]
+        layer.values[target, :, columns] = layer.values[source, :, columns]
 
 
 @dataclass
@@ -296,9 +328,8 @@ def prefill(
     a new row continues from to within its last few positions (see :data:`SUPERSEDED_TAIL`),
     and every row whose key ``evict`` selects.
     """
-    out = Prefilled()
-    plans, reused, shared_cost = _plan(
-        forward, store, contexts, out, pad_id=pad_id, device=device, need_last=need_last
+    out, plans, reused = _plan(
+        forward, store, contexts, pad_id=pad_id, device=device, need_last=need_last
     )
     if consume:
         _consume(store, reused)
@@ -307,33 +338,51 @@ def prefill(
             del store.rows[key]
     reused.clear()
     if plans:
-        _forward_plans(forward, plans, out, pad_id=pad_id, device=device, need_last=need_last)
-    _charge(out, shared_cost, contexts)
+        forward_plans(forward, plans, out, pad_id=pad_id, device=device, need_last=need_last)
     return out
 
 
-#: What a row still needs forwarded: its keys (identical contexts), the cache it starts
-#: from, and its pending tokens.
-_Plan = tuple[list[Hashable], RowKV, list[int]]
+@dataclass
+class Plan:
+    """What rows with one context still need: the cache they start from and the tokens to
+    forward on top of it (``keys`` share the context, so it is forwarded once)."""
+
+    keys: list[Hashable]
+    kv: RowKV
+    pending: list[int]
+
+
+def plan_prefill(
+    forward: Forward,
+    store: PrefixStore,
+    contexts: Mapping[Hashable, Sequence[int]],
+    *,
+    pad_id: int,
+    device: torch.device,
+) -> tuple[Prefilled, list[Plan]]:
+    """:func:`prefill` up to its batched forward: rows fully cached (or covered by a shared
+    head, forwarded here) are in the result; the rest are plans for the caller to forward,
+    in place in its own batch or with :func:`forward_plans`."""
+    out, plans, _ = _plan(forward, store, contexts, pad_id=pad_id, device=device, need_last=False)
+    return out, plans
 
 
 def _plan(
     forward: Forward,
     store: PrefixStore,
     contexts: Mapping[Hashable, Sequence[int]],
-    out: Prefilled,
     *,
     pad_id: int,
     device: torch.device,
     need_last: bool,
-) -> tuple[list[_Plan], dict[int, int], int]:
-    """Pick each context's cached prefix. Rows fully cached go straight into ``out``; the
-    rest come back as plans, with the most positions taken from each cached row (by id) and
-    the positions a shared head cost. Its own function so that no local outlives the plan."""
+) -> tuple[Prefilled, list[Plan], dict[int, int]]:
+    """Pick each context's cached prefix. Rows fully cached go straight into the result; the
+    rest come back as plans, with the most positions taken from each cached row (by id).
+    Its own function so that no local outlives the plan (it would pin a batch)."""
+    out = Prefilled()
     groups: dict[tuple[int, ...], list[Hashable]] = {}
     for key, context in contexts.items():
         groups.setdefault(tuple(context), []).append(key)
-    shared_cost = 0
     rows = store.rows
     shared = _shared_prefix(list(groups), store, need_last)
     if shared:
@@ -341,10 +390,10 @@ def _plan(
         # the first time): forward it once, then let every row continue from it.
         head = list(next(iter(groups))[:shared])
         first = prefill(forward, store, {_Shared: head}, pad_id=pad_id, device=device)
-        shared_cost = first.forwarded.get(_Shared, 0)
+        _charge(out, next(iter(contexts)), first.forwarded.get(_Shared, 0))
         rows = {**rows, _Shared: CachedRow(head, first.kv[_Shared])}
     search = PrefixStore(rows)
-    plans: list[_Plan] = []
+    plans: list[Plan] = []
     reused: dict[int, int] = {}
     for context, keys in groups.items():
         source, kept = search.best_prefix(context)
@@ -356,27 +405,28 @@ def _plan(
             for key in keys:
                 out.kv[key] = kv
         else:
-            plans.append((keys, kv, list(context[kept:])))
-    return plans, reused, shared_cost
+            plans.append(Plan(keys, kv, list(context[kept:])))
+    return out, plans, reused
 
 
-def _forward_plans(
+def forward_plans(
     forward: Forward,
-    plans: list[_Plan],
+    plans: list[Plan],
     out: Prefilled,
     *,
     pad_id: int,
     device: torch.device,
-    need_last: bool,
+    need_last: bool = False,
 ) -> None:
-    """One batched forward of every plan's pending tokens on top of its cached prefix."""
-    kept = [len(kv) for _, kv, _ in plans]
-    width_new = max(len(p) for _, _, p in plans)
-    starts = [kv for _, kv, _ in plans]
+    """One batched forward of every plan's pending tokens on top of its cached prefix, in a
+    batch of their own; empties ``plans`` (the batch holds their prefixes now)."""
+    kept = [len(plan.kv) for plan in plans]
+    width_new = max(len(plan.pending) for plan in plans)
+    starts = [plan.kv for plan in plans]
     cache, mask_kept = stack_rows(starts, max(kept), spare=width_new, release=True)
     starts.clear()
-    pending_rows = [(keys, pending) for keys, _, pending in plans]
-    plans.clear()  # the batch holds their prefixes now
+    pending_rows = [(plan.keys, plan.pending) for plan in plans]
+    plans.clear()
     ids = torch.full((len(pending_rows), width_new), pad_id, dtype=torch.long)
     mask_new = torch.zeros(len(pending_rows), width_new, dtype=torch.long)
     pos = torch.zeros(len(pending_rows), width_new, dtype=torch.long)
@@ -384,7 +434,7 @@ def _forward_plans(
         ids[i, width_new - len(pending) :] = torch.tensor(pending)
         mask_new[i, width_new - len(pending) :] = 1
         pos[i, width_new - len(pending) :] = torch.arange(kept[i], kept[i] + len(pending))
-        out.forwarded[keys[0]] = len(pending)
+        _charge(out, keys[0], len(pending))
     mask = torch.cat([mask_kept.to(device), mask_new.to(device)], dim=1)
     result = forward(ids.to(device), mask, pos.to(device), cache)
     kvs = unstack_rows(cache, mask, range(len(pending_rows)))
@@ -409,8 +459,7 @@ def _consume(store: PrefixStore, kept: Mapping[int, int]) -> None:
         del store.rows[key]
 
 
-def _charge(out: Prefilled, positions: int, contexts: Mapping[Hashable, Sequence[int]]) -> None:
-    """Book a shared prefix's positions to the first row, so totals stay exact."""
+def _charge(out: Prefilled, key: Hashable, positions: int) -> None:
+    """Book forwarded positions to a row (a shared head goes to the first row)."""
     if positions:
-        first = next(iter(contexts))
-        out.forwarded[first] = out.forwarded.get(first, 0) + positions
+        out.forwarded[key] = out.forwarded.get(key, 0) + positions

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from langchain_darwin.policy import RowRequest, Sampling, TransformersPolicy
+from langchain_darwin.kv import row_cache
+from langchain_darwin.policy import RowRequest, Sampling, TransformersPolicy, transformers_engine
 from tests.tiny import tiny_policy, tiny_tokenizer
 
 GREEDY = Sampling(temperature=0.0, top_k=0, seed=0)
@@ -126,3 +127,45 @@ def test_look_ahead_does_not_commit(engine) -> None:
     before = {k: list(v.tokens) for k, v in session.rows.items()}
     engine.extend(session, {"r": RowRequest(prompt, 5)}, GREEDY, commit=False)
     assert {k: list(v.tokens) for k, v in session.rows.items()} == before
+
+
+def test_rows_prefilled_in_place_twins_and_idle_rows_match_a_full_forward(
+    engine, monkeypatch
+) -> None:
+    """A period where a minority of rows has tokens to prefill: they are forwarded inside the
+    decode batch (twins once, the second copying the first), and a row with no budget is
+    prefilled, stored, and continues correctly in the next call."""
+    p1 = engine.render([{"role": "user", "content": "Hello there"}])
+    p2 = engine.render([{"role": "user", "content": "Write a long poem about cats"}])
+    p3 = engine.render([{"role": "user", "content": "Name three colours"}])
+    session = engine.new_session()
+    first = engine.extend(
+        session, {k: RowRequest(p, 5) for k, p in {"a": p1, "b": p2, "c": p3}.items()}, GREEDY
+    )
+    grown = {k: p + first.rows[k].new_tokens for k, p in {"a": p1, "b": p2, "c": p3}.items()}
+    copied = list(p1) + first.rows["b"].new_tokens  # b's answer under a's prompt
+    rows = {
+        **{k: RowRequest(v, 4) for k, v in grown.items()},
+        "x1": RowRequest(copied, 4),
+        "x2": RowRequest(copied, 4),
+        "idle": RowRequest(list(p2) + first.rows["c"].new_tokens, 0),
+    }
+    in_place: list[int] = []
+
+    def spy(cache, index, length):  # noqa: ANN001, ANN202
+        in_place.append(index)
+        return row_cache(cache, index, length)
+
+    monkeypatch.setattr(transformers_engine, "row_cache", spy)
+    out = engine.extend(session, rows, GREEDY)
+    assert len(in_place) == 2  # x1 and idle forwarded in the decode batch; x2 copied x1
+    want = full_forward_greedy(engine, copied, 4)
+    assert out.rows["x1"].new_tokens == out.rows["x2"].new_tokens == want
+    for key, context in grown.items():
+        assert out.rows[key].new_tokens == full_forward_greedy(engine, context, 4)
+    assert out.rows["idle"].new_tokens == []
+    assert "x2" not in out.work.prefilled  # the twin copied its columns
+    idle_context = rows["idle"].tokens
+    again = engine.extend(session, {"idle": RowRequest(idle_context, 3)}, GREEDY)
+    assert again.work.as_dict()["prefilled"] == 0  # its cache was stored by the idle call
+    assert again.rows["idle"].new_tokens == full_forward_greedy(engine, idle_context, 3)

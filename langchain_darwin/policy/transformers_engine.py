@@ -18,8 +18,12 @@ from transformers import (
 
 from langchain_darwin.kv import (
     CachedRow,
+    Plan,
     RowKV,
-    prefill,
+    copy_columns,
+    forward_plans,
+    plan_prefill,
+    row_cache,
     stack_rows,
     unstack_row,
     unstack_rows,
@@ -33,6 +37,10 @@ from langchain_darwin.policy.base import (
     SearchCancelled,
 )
 from langchain_darwin.policy.session import KVSession
+
+#: Decoding steps between returns of freed heap pages: each step's attention copies are one
+#: position longer than the last step's, so their freed blocks pile up as holes otherwise.
+TRIM_EVERY = 8
 
 
 class TransformersPolicy:
@@ -105,20 +113,37 @@ class TransformersPolicy:
         # every row's cache covers all of its context but the last token, which the first
         # decode step feeds
         contexts = {k: list(rows[k].tokens[:-1]) for k in keys}
-        filled = prefill(
-            self._forward, session, contexts, pad_id=self.pad_token_id, device=self.model.device
+        device = self.model.device
+        planned, plans = plan_prefill(
+            self._forward, session, contexts, pad_id=self.pad_token_id, device=device
         )
-        for key, n in filled.forwarded.items():
+        if plans and not self._prefill_in_batch(rows, planned.kv, plans):
+            forward_plans(self._forward, plans, planned, pad_id=self.pad_token_id, device=device)
+        for key, n in planned.forwarded.items():
             outcome.work.add_prefill(key, n)
-        kvs = filled.kv
         if commit:  # the old rows are no longer needed: free them before the batch grows
             session.rows = {}
-        release_freed_host_memory(self.model.device)  # what the prefill freed
-        stored = self._decode(session, keys, rows, kvs, sampling, outcome)
+        release_freed_host_memory(device)  # what the prefill freed
+        stored = self._decode(session, keys, rows, planned.kv, plans, sampling, outcome)
         if commit:
             session.rows = stored
-        release_freed_host_memory(self.model.device)
+        release_freed_host_memory(device)
         return outcome
+
+    @staticmethod
+    def _prefill_in_batch(
+        rows: Mapping[str, RowRequest], kvs: Mapping[str, RowKV], plans: list[Plan]
+    ) -> bool:
+        """Whether the rows with tokens to prefill should forward them in place, in the decode
+        batch, one row per forward (no second batch: at a replacement that is the copied
+        answers, the largest transient of a period), rather than together in a batch of their
+        own. In place when they are at most half the batch (a period's replaced beams; a
+        first call, where every row is new, is one batched forward) and some row has a cache
+        to build the batch on."""
+        planned = {key for plan in plans for key in plan.keys}
+        batch = [k for k in rows if rows[k].max_new > 0 or k in planned]
+        cached = any(len(kvs[k]) for k in batch if k in kvs) or any(len(p.kv) for p in plans)
+        return cached and 2 * len(planned) <= len(batch)
 
     def _forward(
         self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: DynamicCache
@@ -138,33 +163,65 @@ class TransformersPolicy:
         keys: list[str],
         rows: Mapping[str, RowRequest],
         kvs: dict[str, RowKV],
+        plans: list[Plan],
         sampling: Sampling,
         outcome: ExtendOutcome,
     ) -> dict[str, CachedRow]:
-        """Sample token by token; rows leave the batch as they finish or use their budget."""
+        """Sample token by token; rows leave the batch as they finish or use their budget.
+        Rows with ``plans`` left are prefilled in place first."""
         device = self.model.device
-        active = [k for k in keys if rows[k].max_new > 0]
+        pending: dict[str, list[int]] = {}
+        twin_of: dict[str, str] = {}  # a row whose context equals an earlier row's
+        for plan in plans:
+            for key in plan.keys:
+                kvs[key], pending[key] = plan.kv, plan.pending
+                if key != plan.keys[0]:
+                    twin_of[key] = plan.keys[0]
+        plans.clear()
+        batch = [k for k in keys if rows[k].max_new > 0 or k in pending]
         stored: dict[str, CachedRow] = {}
         for key in keys:
             outcome.rows[key] = RowResult(new_tokens=[], ended=False)
-            if rows[key].max_new <= 0:
+            if key not in batch:
                 # a copy: a view would keep a whole batch alive for one idle row
                 stored[key] = CachedRow(list(rows[key].tokens[:-1]), kvs[key].copy())
-        if not active:
+        if not batch:
             return stored
-        width = max(len(rows[k].tokens) - 1 for k in active)
+        width = max(len(rows[k].tokens) - 1 for k in batch)
         # room for this call's positions, written in place; riders stop with the last non-rider
-        spare = max((rows[k].max_new for k in active if not rows[k].rider), default=1)
+        budgets = [rows[k].max_new for k in batch if rows[k].max_new > 0 and not rows[k].rider]
+        spare = max(budgets, default=1)
         # the rows are this call's own (prefixes cut for it): the batch they came from is
         # freed layer by layer as this one is built
-        cache, mask = stack_rows([kvs[k] for k in active], width, spare=spare, release=True)
+        cache, mask = stack_rows(
+            [kvs[k] for k in batch],
+            width,
+            spare=spare,
+            release=True,
+            tails=[len(pending.get(k, ())) for k in batch],
+        )
         kvs.clear()
         release_freed_host_memory(device)  # the batch the rows came from
         mask = mask.to(device)
+        if pending:
+            self._prefill_rows(cache, mask, batch, rows, pending, twin_of, outcome)
+        idle = [i for i, k in enumerate(batch) if rows[k].max_new <= 0]
+        for i in idle:  # rows that only needed their context cached
+            stored[batch[i]] = self._stored(
+                rows[batch[i]], outcome.rows[batch[i]], unstack_row(cache, mask, i)
+            )
+        active = [k for k in batch if rows[k].max_new > 0]
+        if not active:
+            return stored
+        if idle:
+            index = torch.tensor([i for i, k in enumerate(batch) if rows[k].max_new > 0])
+            cache.batch_select_indices(index.to(device))
+            mask = mask[index.to(device)]
         last = torch.tensor([[rows[k].tokens[-1]] for k in active], device=device)
         positions = torch.tensor([[len(rows[k].tokens) - 1] for k in active], device=device)
         generator = torch.Generator(device=device).manual_seed(sampling.seed)
         warpers = self._warpers(sampling)
+        step = 0
         while active:
             if session.cancelled.is_set():
                 session.clear()
@@ -218,7 +275,46 @@ class TransformersPolicy:
                 active = [active[i] for i in keep]
             last = nxt.view(-1, 1)
             positions = positions + 1
+            step += 1
+            if step % TRIM_EVERY == 0:
+                release_freed_host_memory(device)
         return stored
+
+    def _prefill_rows(
+        self,
+        cache: DynamicCache,
+        mask: torch.Tensor,
+        batch: list[str],
+        rows: Mapping[str, RowRequest],
+        pending: Mapping[str, list[int]],
+        twin_of: Mapping[str, str],
+        outcome: ExtendOutcome,
+    ) -> None:
+        """Forward each row's pending tokens into the columns :func:`stack_rows` left for
+        them at the end of its batch row; a twin copies its earlier twin's columns."""
+        device = mask.device
+        width = mask.shape[1]
+        done: dict[str, int] = {}
+        for i, key in enumerate(batch):
+            tokens = pending.get(key)
+            if not tokens:
+                continue
+            n = len(tokens)
+            columns = slice(width - n, width)
+            twin = twin_of.get(key)
+            if twin is not None and twin in done:
+                copy_columns(cache, done[twin], i, columns)
+            else:
+                start = len(rows[key].tokens) - 1 - n
+                self._forward(
+                    torch.tensor([tokens], device=device),
+                    torch.cat([mask[i : i + 1, : width - n], mask.new_ones(1, n)], dim=1),
+                    torch.arange(start, start + n, device=device).view(1, -1),
+                    row_cache(cache, i, width - n),
+                )
+                outcome.work.add_prefill(key, n)
+                done[key] = i
+            mask[i, columns] = 1
 
     @staticmethod
     def _stored(req: RowRequest, result: RowResult, kv: RowKV) -> CachedRow:
