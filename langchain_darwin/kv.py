@@ -126,10 +126,14 @@ class BufferedLayer(DynamicLayer):
     only reallocates, doubling, if a caller forwards more than it reserved.
     """
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+    def __init__(
+        self, keys: torch.Tensor, values: torch.Tensor, length: int, *, fixed: bool = False
+    ) -> None:
         super().__init__()
         self.device, self.is_initialized = keys.device, True
         self._k, self._v, self._length = keys, values, length
+        #: a view into another batch's buffers: growing would write somewhere else
+        self._fixed = fixed
         self._expose()
 
     def _expose(self) -> None:
@@ -140,6 +144,10 @@ class BufferedLayer(DynamicLayer):
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
     ) -> tuple[torch.Tensor, torch.Tensor]:
         end = self._length + key_states.shape[-2]
+        if end > self._k.shape[2] and self._fixed:
+            raise ValueError(
+                f"{end} positions do not fit the {self._k.shape[2]} this batch row has room for"
+            )
         if end > self._k.shape[2]:
             room = max(end, 2 * self._k.shape[2])
             self._k, self._v = (self._grown(t, room) for t in (self._k, self._v))
@@ -200,11 +208,12 @@ def stack_rows(
     owners = list({id(kv): kv for kv in kvs if len(kv)}.values())
     layers: list[DynamicLayer] = []
     for layer in range(len(ref.layers)):
-        k_ref, v_ref = ref.layer(layer)
-        heads, dim = k_ref.shape[0], k_ref.shape[2]
+        k_ref, v_ref = ref.layers[layer]  # type: ignore[misc]  # shapes only, never copied
+        heads, dim, device = k_ref.shape[0], k_ref.shape[2], k_ref.device
         # the spare columns are written before they are ever read; only padding needs zeros
         k_all = k_ref.new_empty(len(kvs), heads, width + spare, dim)
         v_all = v_ref.new_empty(len(kvs), heads, width + spare, dim)
+        del k_ref, v_ref  # no local may keep a source layer alive past its release
         for i, kv in enumerate(kvs):
             start, end = ends[i] - lengths[i], ends[i]
             k_all[i, :, :start] = 0
@@ -216,9 +225,9 @@ def stack_rows(
                 kv.layers[layer] = None
             # the next layer's buffer is a little larger than the one just freed, so the heap
             # cannot reuse the hole: give its pages back now, not after the whole batch
-            release_freed_host_memory(k_ref.device)
+            release_freed_host_memory(device)
         layers.append(BufferedLayer(k_all, v_all, width))
-    mask = torch.zeros(len(kvs), width, dtype=torch.long, device=k_ref.device)
+    mask = torch.zeros(len(kvs), width, dtype=torch.long, device=device)
     for i, n in enumerate(lengths):
         if n:
             mask[i, ends[i] - n : ends[i]] = 1
@@ -260,12 +269,11 @@ def row_cache(cache: DynamicCache, index: int, length: int) -> DynamicCache:
     for layer in cache.layers:
         if not isinstance(layer, BufferedLayer) or length > layer._k.shape[2]:
             raise ValueError("row_cache needs a batch from stack_rows with room for the row")
-        layers.append(
-            BufferedLayer(layer._k[index : index + 1], layer._v[index : index + 1], length)
-        )
-    row = DynamicCache()
-    row.layers, row.layer_class_to_replicate = layers, None
-    return row
+        row = (layer._k[index : index + 1], layer._v[index : index + 1])
+        layers.append(BufferedLayer(*row, length, fixed=True))
+    single = DynamicCache()
+    single.layers, single.layer_class_to_replicate = layers, None
+    return single
 
 
 def copy_columns(cache: DynamicCache, source: int, target: int, columns: slice) -> None:

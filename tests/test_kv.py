@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
+import pytest
 import torch
 from transformers.cache_utils import DynamicLayer
 
@@ -12,7 +13,9 @@ from langchain_darwin.kv import (
     CachedRow,
     PrefixStore,
     RowKV,
+    copy_columns,
     prefill,
+    row_cache,
     stack_rows,
     unstack_row,
     unstack_rows,
@@ -118,3 +121,23 @@ def test_prefill_with_holes_matches_compact_rows_and_evicts_before_building() ->
         k, v = out.kv[key].layer(1)
         want = torch.tensor(ctx, dtype=torch.float)[None, :, None].expand(2, -1, 4) + 10
         assert torch.equal(k, want) and torch.equal(v, -want)
+
+
+def test_tails_are_left_for_rows_written_in_place_and_twins_copy_them() -> None:
+    rows = _rows([2, 3, 2], layers=2)
+    cache, mask = stack_rows(rows, 5, spare=1, tails=[3, 0, 3])
+    # a row's cached part ends where its tail begins; the tail stays masked until written
+    assert mask.tolist() == [[1, 1, 0, 0, 0], [0, 0, 1, 1, 1], [1, 1, 0, 0, 0]]
+    assert torch.equal(cache.layers[1].keys[0, :, :2], rows[0].layer(1)[0])
+    single = row_cache(cache, 0, 2)
+    new_k, new_v = torch.ones(1, 2, 3, 4), -torch.ones(1, 2, 3, 4)
+    for i in range(2):
+        single.update(new_k * (i + 1), new_v, i)
+    # the one-row cache wrote into the batch's own buffers
+    assert torch.equal(cache.layers[1].keys[0, :, 2:], (new_k * 2)[0])
+    copy_columns(cache, 0, 2, slice(2, 5))
+    assert torch.equal(cache.layers[1].keys[2, :, 2:], cache.layers[1].keys[0, :, 2:])
+    assert torch.equal(cache.layers[0].values[2, :, 2:], new_v[0])
+    # in place, a row cannot grow past its room: that would write somewhere else
+    with pytest.raises(ValueError, match="do not fit"):
+        row_cache(cache, 1, 5).update(torch.ones(1, 2, 2, 4), torch.ones(1, 2, 2, 4), 0)

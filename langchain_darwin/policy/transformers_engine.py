@@ -183,8 +183,8 @@ class TransformersPolicy:
         for key in keys:
             outcome.rows[key] = RowResult(new_tokens=[], ended=False)
             if key not in batch:
-                # a copy: a view would keep a whole batch alive for one idle row
-                stored[key] = CachedRow(list(rows[key].tokens[:-1]), kvs[key].copy())
+                # a copy: a view would keep the whole old batch alive while the new is built
+                stored[key] = CachedRow(list(rows[key].tokens[:-1]), kvs.pop(key).copy())
         if not batch:
             return stored
         width = max(len(rows[k].tokens) - 1 for k in batch)
@@ -204,7 +204,7 @@ class TransformersPolicy:
         release_freed_host_memory(device)  # the batch the rows came from
         mask = mask.to(device)
         if pending:
-            self._prefill_rows(cache, mask, batch, rows, pending, twin_of, outcome)
+            self._prefill_rows(session, cache, mask, batch, rows, pending, twin_of, outcome)
         idle = [i for i, k in enumerate(batch) if rows[k].max_new <= 0]
         for i in idle:  # rows that only needed their context cached
             stored[batch[i]] = self._stored(
@@ -282,6 +282,7 @@ class TransformersPolicy:
 
     def _prefill_rows(
         self,
+        session: KVSession,
         cache: DynamicCache,
         mask: torch.Tensor,
         batch: list[str],
@@ -299,6 +300,9 @@ class TransformersPolicy:
             tokens = pending.get(key)
             if not tokens:
                 continue
+            if session.cancelled.is_set():
+                session.clear()
+                raise SearchCancelled("the DARWIN search was cancelled")
             n = len(tokens)
             columns = slice(width - n, width)
             twin = twin_of.get(key)

@@ -240,13 +240,14 @@ class HFSequenceClassifierReward(RewardModel):
             # (cleared out by the call's last batch; earlier ones may still need them)
             empty = tokenizer(self.render(conversation, ""), add_special_tokens=False)
             head = common_prefix(empty["input_ids"], ids[0])
-            with self._cache_lock:
+            # one call at a time, so its stamp orders it among the calls that share the cache
+            with self._cache_lock, torch.inference_mode():
                 self._calls += 1
-                call = self._calls
-            for start in range(0, len(ids), self.batch_size):
-                batch = ids[start : start + self.batch_size]
-                last = start + self.batch_size >= len(ids)
-                scores.extend(self._forward_cached(batch, head if last else 0, call))
+                for start in range(0, len(ids), self.batch_size):
+                    batch = ids[start : start + self.batch_size]
+                    last = start + self.batch_size >= len(ids)
+                    scores.extend(self._forward_cached(batch, head if last else 0, self._calls))
+            release_freed_host_memory(self.model.device)
             return scores
         for start in range(0, len(ids), self.batch_size):
             scores.extend(self._forward(ids[start : start + self.batch_size]))
@@ -283,42 +284,41 @@ class HFSequenceClassifierReward(RewardModel):
         """Score rows forwarding only what no cached row shares: a beam one period longer
         costs its new tokens plus the template tail; a copied answer costs one position.
         ``head`` is how many leading tokens are the conversation's (0: keep its rows);
-        ``call`` stamps the rows."""
+        ``call`` stamps the rows. The caller holds the cache lock."""
         model = self.model
         pad_id = model.config.get_text_config().pad_token_id
-        with self._cache_lock, torch.inference_mode():
-            # Once this call has planned what it reuses, rows it continues from (superseded)
-            # and the rows earlier calls cached for this conversation (one it does not extend
-            # is a beam that was replaced: nothing will extend it) leave the store, so their
-            # buffers are freed while the new batch is built. Rows of other conversations
-            # (other searches sharing this model) survive one foreign call.
-            def evict(key: tuple[int, ...]) -> bool:
-                written = self._written[key]
-                ours = head > 0 and common_prefix(key, rows[0]) >= head
-                return written < call - 1 or (written < call and ours)
 
-            filled = prefill(
-                self._backbone,
-                self._store,
-                {i: row for i, row in enumerate(rows)},
-                pad_id=pad_id,
-                device=model.device,
-                need_last=True,
-                consume=True,
-                evict=evict,
-            )
-            hidden = torch.stack([filled.last[i] for i in range(len(rows))])
-            logits = model.score(hidden.to(model.score.weight.dtype))
-            for i, row in enumerate(rows):
-                self._store.rows.pop(tuple(row), None)
-                self._store.rows[tuple(row)] = CachedRow(list(row), filled.kv[i])
-                self._written[tuple(row)] = call
-            while len(self._store.rows) > self._cache_rows:
-                self._store.rows.pop(next(iter(self._store.rows)))
-            self._written = {key: self._written[key] for key in self._store.rows}
-            self.positions_scored += sum(filled.forwarded.values())
-            del filled
-        release_freed_host_memory(model.device)
+        # Once this call has planned what it reuses, rows it continues from (superseded)
+        # and the rows earlier calls cached for this conversation (one it does not extend
+        # is a beam that was replaced: nothing will extend it) leave the store, so their
+        # buffers are freed while the new batch is built. Rows of other conversations
+        # (other searches sharing this model) survive one foreign call.
+        def evict(key: tuple[int, ...]) -> bool:
+            written = self._written[key]
+            ours = head > 0 and common_prefix(key, rows[0]) >= head
+            return written < call - 1 or (written < call and ours)
+
+        filled = prefill(
+            self._backbone,
+            self._store,
+            {i: row for i, row in enumerate(rows)},
+            pad_id=pad_id,
+            device=model.device,
+            need_last=True,
+            consume=True,
+            evict=evict,
+        )
+        hidden = torch.stack([filled.last[i] for i in range(len(rows))])
+        logits = model.score(hidden.to(model.score.weight.dtype))
+        for i, row in enumerate(rows):
+            self._store.rows.pop(tuple(row), None)
+            self._store.rows[tuple(row)] = CachedRow(list(row), filled.kv[i])
+            self._written[tuple(row)] = call
+        while len(self._store.rows) > self._cache_rows:
+            self._store.rows.pop(next(iter(self._store.rows)))
+        self._written = {key: self._written[key] for key in self._store.rows}
+        self.positions_scored += sum(filled.forwarded.values())
+        del filled
         return logits[:, 0].float().cpu().tolist()
 
     def _forward(self, rows: list[list[int]]) -> list[float]:
