@@ -5,7 +5,8 @@ of that buffer that hold its positions: cutting rows out of a batch copies nothi
 gathered into a fresh padded :class:`~transformers.DynamicCache` for the next batched forward,
 layer by layer, letting go of each source layer once it is copied, so an old batch and its
 successor never both exist whole. A row that shares a prefix with anything cached (its own
-earlier tokens, another beam's prompt, a donor's answer) forwards only the rest.
+earlier tokens, another beam's prompt, a donor's answer) forwards only the rest: in a batch of
+its own (:func:`prefill`), or in place in the caller's batch (``tails`` + :func:`row_cache`).
 """
 
 from __future__ import annotations
@@ -261,19 +262,18 @@ def unstack_rows(cache: DynamicCache, mask: torch.Tensor, indices: Sequence[int]
     return rows
 
 
-def row_cache(cache: DynamicCache, index: int, length: int) -> DynamicCache:
-    """A one-row cache over row ``index`` of a stacked batch, ``length`` positions long, whose
-    writes land in the batch's own buffers: a row can be prefilled in place, in a forward of
-    its own, without a batch of its own (see ``tails`` in :func:`stack_rows`)."""
+def row_cache(cache: DynamicCache, rows: slice, length: int) -> DynamicCache:
+    """A cache over a contiguous block of rows of a stacked batch, ``length`` positions long,
+    whose writes land in the batch's own buffers: rows can be prefilled in place, without a
+    batch of their own (see ``tails`` in :func:`stack_rows`)."""
     layers: list[DynamicLayer] = []
     for layer in cache.layers:
         if not isinstance(layer, BufferedLayer) or length > layer._k.shape[2]:
-            raise ValueError("row_cache needs a batch from stack_rows with room for the row")
-        row = (layer._k[index : index + 1], layer._v[index : index + 1])
-        layers.append(BufferedLayer(*row, length, fixed=True))
-    single = DynamicCache()
-    single.layers, single.layer_class_to_replicate = layers, None
-    return single
+            raise ValueError("row_cache needs a batch from stack_rows with room for the rows")
+        layers.append(BufferedLayer(layer._k[rows], layer._v[rows], length, fixed=True))
+    block = DynamicCache()
+    block.layers, block.layer_class_to_replicate = layers, None
+    return block
 
 
 def copy_columns(cache: DynamicCache, source: int, target: int, columns: slice) -> None:

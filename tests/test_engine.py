@@ -148,17 +148,19 @@ def test_rows_prefilled_in_place_twins_and_idle_rows_match_a_full_forward(
         **{k: RowRequest(v, 4) for k, v in grown.items()},
         "x1": RowRequest(copied, 4),
         "x2": RowRequest(copied, 4),
-        "idle": RowRequest(list(p2) + first.rows["c"].new_tokens, 0),
+        # longer than x1's copied answer: its pending run is too (at least 5 vs at most 4)
+        "idle": RowRequest(list(p2) + first.rows["c"].new_tokens + first.rows["a"].new_tokens, 0),
     }
-    in_place: list[int] = []
+    in_place: list[slice] = []
 
-    def spy(cache, index, length):  # noqa: ANN001, ANN202
-        in_place.append(index)
-        return row_cache(cache, index, length)
+    def spy(cache, rows, length):  # noqa: ANN001, ANN202
+        in_place.append(rows)
+        return row_cache(cache, rows, length)
 
     monkeypatch.setattr(transformers_engine, "row_cache", spy)
     out = engine.extend(session, rows, GREEDY)
-    assert len(in_place) == 2  # x1 and idle forwarded in the decode batch; x2 copied x1
+    # one forward in the decode batch for x1 and idle (x1 left-padded); x2 copied x1
+    assert in_place == [slice(0, 2)]
     want = full_forward_greedy(engine, copied, 4)
     assert out.rows["x1"].new_tokens == out.rows["x2"].new_tokens == want
     for key, context in grown.items():

@@ -129,7 +129,7 @@ def test_tails_are_left_for_rows_written_in_place_and_twins_copy_them() -> None:
     # a row's cached part ends where its tail begins; the tail stays masked until written
     assert mask.tolist() == [[1, 1, 0, 0, 0], [0, 0, 1, 1, 1], [1, 1, 0, 0, 0]]
     assert torch.equal(cache.layers[1].keys[0, :, :2], rows[0].layer(1)[0])
-    single = row_cache(cache, 0, 2)
+    single = row_cache(cache, slice(0, 1), 2)
     new_k, new_v = torch.ones(1, 2, 3, 4), -torch.ones(1, 2, 3, 4)
     for i in range(2):
         single.update(new_k * (i + 1), new_v, i)
@@ -140,4 +140,4 @@ def test_tails_are_left_for_rows_written_in_place_and_twins_copy_them() -> None:
     assert torch.equal(cache.layers[0].values[2, :, 2:], new_v[0])
     # in place, a row cannot grow past its room: that would write somewhere else
     with pytest.raises(ValueError, match="do not fit"):
-        row_cache(cache, 1, 5).update(torch.ones(1, 2, 2, 4), torch.ones(1, 2, 2, 4), 0)
+        row_cache(cache, slice(1, 2), 5).update(torch.ones(1, 2, 2, 4), torch.ones(1, 2, 2, 4), 0)

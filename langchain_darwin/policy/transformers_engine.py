@@ -134,16 +134,14 @@ class TransformersPolicy:
     def _prefill_in_batch(
         rows: Mapping[str, RowRequest], kvs: Mapping[str, RowKV], plans: list[Plan]
     ) -> bool:
-        """Whether the rows with tokens to prefill should forward them in place, in the decode
-        batch, one row per forward (no second batch: at a replacement that is the copied
-        answers, the largest transient of a period), rather than together in a batch of their
-        own. In place when they are at most half the batch (a period's replaced beams; a
-        first call, where every row is new, is one batched forward) and some row has a cache
-        to build the batch on."""
+        """Whether the rows with tokens to prefill can forward them in place, in one forward
+        inside the decode batch (no second batch to build and copy: at a replacement, the
+        copied answers were the largest transient of a period). That needs some row with a
+        cache to build the batch on; a call with nothing cached prefills in a batch of its own.
+        """
         planned = {key for plan in plans for key in plan.keys}
         batch = [k for k in rows if rows[k].max_new > 0 or k in planned]
-        cached = any(len(kvs[k]) for k in batch if k in kvs) or any(len(p.kv) for p in plans)
-        return cached and 2 * len(planned) <= len(batch)
+        return any(len(kvs[k]) for k in batch if k in kvs) or any(len(p.kv) for p in plans)
 
     def _forward(
         self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: DynamicCache
@@ -178,7 +176,12 @@ class TransformersPolicy:
                 if key != plan.keys[0]:
                     twin_of[key] = plan.keys[0]
         plans.clear()
-        batch = [k for k in keys if rows[k].max_new > 0 or k in pending]
+        # Rows to prefill come first, so that they are one contiguous block of the batch that
+        # a single forward can fill in place; twins (a context an earlier row has) next;
+        # then the rows that only decode. Sampling still draws in request order.
+        forwarded = [k for k in keys if k in pending and k not in twin_of]
+        batch = forwarded + [k for k in keys if k in twin_of]
+        batch += [k for k in keys if k not in pending and rows[k].max_new > 0]
         stored: dict[str, CachedRow] = {}
         for key in keys:
             outcome.rows[key] = RowResult(new_tokens=[], ended=False)
@@ -187,24 +190,29 @@ class TransformersPolicy:
                 stored[key] = CachedRow(list(rows[key].tokens[:-1]), kvs.pop(key).copy())
         if not batch:
             return stored
-        width = max(len(rows[k].tokens) - 1 for k in batch)
+        # every row to prefill gets the same tail, the longest pending run; a shorter run
+        # leaves a masked hole before its tokens (compacted at the next stacking)
+        tail = max((len(p) for p in pending.values()), default=0)
+        tails = [tail if k in pending else 0 for k in batch]
+        width = max(len(kvs[k]) + t for k, t in zip(batch, tails, strict=True))
         # room for this call's positions, written in place; riders stop with the last non-rider
         budgets = [rows[k].max_new for k in batch if rows[k].max_new > 0 and not rows[k].rider]
         spare = max(budgets, default=1)
         # the rows are this call's own (prefixes cut for it): the batch they came from is
         # freed layer by layer as this one is built
         cache, mask = stack_rows(
-            [kvs[k] for k in batch],
-            width,
-            spare=spare,
-            release=True,
-            tails=[len(pending.get(k, ())) for k in batch],
+            [kvs[k] for k in batch], width, spare=spare, release=True, tails=tails
         )
         kvs.clear()
         release_freed_host_memory(device)  # the batch the rows came from
         mask = mask.to(device)
         if pending:
-            self._prefill_rows(session, cache, mask, batch, rows, pending, twin_of, outcome)
+            if session.cancelled.is_set():
+                session.clear()
+                raise SearchCancelled("the DARWIN search was cancelled")
+            self._prefill_rows(cache, mask, batch, len(forwarded), rows, pending, twin_of)
+            for key in forwarded:
+                outcome.work.add_prefill(key, len(pending[key]))
         idle = [i for i, k in enumerate(batch) if rows[k].max_new <= 0]
         for i in idle:  # rows that only needed their context cached
             stored[batch[i]] = self._stored(
@@ -221,6 +229,8 @@ class TransformersPolicy:
         positions = torch.tensor([[len(rows[k].tokens) - 1] for k in active], device=device)
         generator = torch.Generator(device=device).manual_seed(sampling.seed)
         warpers = self._warpers(sampling)
+        order_of = {key: i for i, key in enumerate(keys)}
+        perm = self._request_order(active, order_of, device)
         step = 0
         while active:
             if session.cancelled.is_set():
@@ -240,7 +250,12 @@ class TransformersPolicy:
             )
             for key in active:
                 outcome.work.add_decode(key, 1)
-            nxt = self._sample(logits, sampling, warpers, generator)
+            if perm is None:
+                nxt = self._sample(logits, sampling, warpers, generator)
+            else:  # draw in request order, whatever the batch order
+                drawn = self._sample(logits[perm], sampling, warpers, generator)
+                nxt = torch.empty_like(drawn)
+                nxt[perm] = drawn
             keep: list[int] = []
             full: list[int] = []  # rows that used their budget this step
             for i, key in enumerate(active):
@@ -273,52 +288,60 @@ class TransformersPolicy:
                 cache.batch_select_indices(index)
                 mask, nxt, positions = mask[index], nxt[index], positions[index]
                 active = [active[i] for i in keep]
+                perm = self._request_order(active, order_of, device)
             last = nxt.view(-1, 1)
             positions = positions + 1
             step += 1
             if step % TRIM_EVERY == 0:
                 release_freed_host_memory(device)
-        return stored
+        return {key: stored[key] for key in keys if key in stored}
+
+    @staticmethod
+    def _request_order(
+        active: list[str], order_of: Mapping[str, int], device: torch.device
+    ) -> torch.Tensor | None:
+        """Batch indices of the active rows in request order (``None``: already in it)."""
+        order = sorted(range(len(active)), key=lambda i: order_of[active[i]])
+        return None if order == list(range(len(active))) else torch.tensor(order, device=device)
 
     def _prefill_rows(
         self,
-        session: KVSession,
         cache: DynamicCache,
         mask: torch.Tensor,
         batch: list[str],
+        count: int,
         rows: Mapping[str, RowRequest],
         pending: Mapping[str, list[int]],
         twin_of: Mapping[str, str],
-        outcome: ExtendOutcome,
     ) -> None:
-        """Forward each row's pending tokens into the columns :func:`stack_rows` left for
-        them at the end of its batch row; a twin copies its earlier twin's columns."""
+        """Forward the pending tokens of the batch's first ``count`` rows, in one forward,
+        into the tail columns :func:`stack_rows` left for them (left-padded within the
+        tail); a twin then copies its twin's tail."""
         device = mask.device
         width = mask.shape[1]
-        done: dict[str, int] = {}
-        for i, key in enumerate(batch):
-            tokens = pending.get(key)
-            if not tokens:
-                continue
-            if session.cancelled.is_set():
-                session.clear()
-                raise SearchCancelled("the DARWIN search was cancelled")
-            n = len(tokens)
-            columns = slice(width - n, width)
-            twin = twin_of.get(key)
-            if twin is not None and twin in done:
-                copy_columns(cache, done[twin], i, columns)
-            else:
-                start = len(rows[key].tokens) - 1 - n
-                self._forward(
-                    torch.tensor([tokens], device=device),
-                    torch.cat([mask[i : i + 1, : width - n], mask.new_ones(1, n)], dim=1),
-                    torch.arange(start, start + n, device=device).view(1, -1),
-                    row_cache(cache, i, width - n),
-                )
-                outcome.work.add_prefill(key, n)
-                done[key] = i
-            mask[i, columns] = 1
+        tail = max(len(pending[k]) for k in batch[:count])
+        ids = torch.full((count, tail), self.pad_token_id, dtype=torch.long)
+        new = torch.zeros(count, tail, dtype=torch.long)
+        pos = torch.zeros(count, tail, dtype=torch.long)
+        for i, key in enumerate(batch[:count]):
+            tokens = pending[key]
+            n, start = len(tokens), len(rows[key].tokens) - 1 - len(tokens)
+            ids[i, tail - n :] = torch.tensor(tokens)
+            new[i, tail - n :] = 1
+            pos[i, tail - n :] = torch.arange(start, start + n)
+        new = new.to(device)
+        self._forward(
+            ids.to(device),
+            torch.cat([mask[:count, : width - tail], new], dim=1),
+            pos.to(device),
+            row_cache(cache, slice(0, count), width - tail),
+        )
+        mask[:count, width - tail :] = new
+        index = {key: i for i, key in enumerate(batch)}
+        for key, twin in twin_of.items():
+            columns = slice(width - tail, width)
+            copy_columns(cache, index[twin], index[key], columns)
+            mask[index[key], columns] = mask[index[twin], columns]
 
     @staticmethod
     def _stored(req: RowRequest, result: RowResult, kv: RowKV) -> CachedRow:
