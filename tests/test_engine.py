@@ -171,3 +171,19 @@ def test_rows_prefilled_in_place_twins_and_idle_rows_match_a_full_forward(
     again = engine.extend(session, {"idle": RowRequest(idle_context, 3)}, GREEDY)
     assert again.work.as_dict()["prefilled"] == 0  # its cache was stored by the idle call
     assert again.rows["idle"].new_tokens == full_forward_greedy(engine, idle_context, 3)
+
+
+def test_prefill_groups_never_widen_the_batch() -> None:
+    rows = {
+        "own_copy": RowRequest([0] * 300, 4),  # 250 cached + 49 pending
+        "donor": RowRequest([0] * 300, 4),  # 60 cached + 239 pending
+        "short": RowRequest([0] * 200, 4),  # 150 cached + 49 pending
+    }
+    pending = {"own_copy": [1] * 49, "donor": [1] * 239, "short": [1] * 49}
+    groups = TransformersPolicy._prefill_groups(list(rows), rows, pending, 299)
+    # one forward would give every row the 239-column tail: own_copy would need 489 columns
+    # and short 389, so both go into a second forward with a 49-column tail
+    assert groups == [["donor"], ["own_copy", "short"]]
+    for group in groups:
+        tail = len(pending[group[0]])
+        assert all(len(rows[k].tokens) - 1 - len(pending[k]) + tail <= 299 for k in group)

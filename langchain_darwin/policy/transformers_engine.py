@@ -176,11 +176,17 @@ class TransformersPolicy:
                 if key != plan.keys[0]:
                     twin_of[key] = plan.keys[0]
         plans.clear()
-        # Rows to prefill come first, so that they are one contiguous block of the batch that
-        # a single forward can fill in place; twins (a context an earlier row has) next;
-        # then the rows that only decode. Sampling still draws in request order.
-        forwarded = [k for k in keys if k in pending and k not in twin_of]
-        batch = forwarded + [k for k in keys if k in twin_of]
+        # Rows to prefill come first, in groups that one forward each fills in place (see
+        # _prefill_groups); twins (a context an earlier row has) next; then the rows that
+        # only decode. Sampling still draws in request order.
+        in_batch = [k for k in keys if rows[k].max_new > 0 or k in pending]
+        width = max((len(rows[k].tokens) - 1 for k in in_batch), default=0)
+        groups = self._prefill_groups(
+            [k for k in keys if k in pending and k not in twin_of], rows, pending, width
+        )
+        tail_of = {key: len(pending[group[0]]) for group in groups for key in group}
+        tail_of.update({key: tail_of[twin] for key, twin in twin_of.items()})
+        batch = [key for group in groups for key in group] + [k for k in keys if k in twin_of]
         batch += [k for k in keys if k not in pending and rows[k].max_new > 0]
         stored: dict[str, CachedRow] = {}
         for key in keys:
@@ -190,11 +196,7 @@ class TransformersPolicy:
                 stored[key] = CachedRow(list(rows[key].tokens[:-1]), kvs.pop(key).copy())
         if not batch:
             return stored
-        # every row to prefill gets the same tail, the longest pending run; a shorter run
-        # leaves a masked hole before its tokens (compacted at the next stacking)
-        tail = max((len(p) for p in pending.values()), default=0)
-        tails = [tail if k in pending else 0 for k in batch]
-        width = max(len(kvs[k]) + t for k, t in zip(batch, tails, strict=True))
+        tails = [tail_of.get(k, 0) for k in batch]
         # room for this call's positions, written in place; riders stop with the last non-rider
         budgets = [rows[k].max_new for k in batch if rows[k].max_new > 0 and not rows[k].rider]
         spare = max(budgets, default=1)
@@ -210,8 +212,8 @@ class TransformersPolicy:
             if session.cancelled.is_set():
                 session.clear()
                 raise SearchCancelled("the DARWIN search was cancelled")
-            self._prefill_rows(cache, mask, batch, len(forwarded), rows, pending, twin_of)
-            for key in forwarded:
+            self._prefill_rows(cache, mask, batch, groups, rows, pending, twin_of)
+            for key in (key for group in groups for key in group):
                 outcome.work.add_prefill(key, len(pending[key]))
         idle = [i for i, k in enumerate(batch) if rows[k].max_new <= 0]
         for i in idle:  # rows that only needed their context cached
@@ -304,42 +306,69 @@ class TransformersPolicy:
         order = sorted(range(len(active)), key=lambda i: order_of[active[i]])
         return None if order == list(range(len(active))) else torch.tensor(order, device=device)
 
+    @staticmethod
+    def _prefill_groups(
+        keys: list[str],
+        rows: Mapping[str, RowRequest],
+        pending: Mapping[str, list[int]],
+        width: int,
+    ) -> list[list[str]]:
+        """Rows to prefill, grouped for one forward per group: a forward writes the same
+        tail columns for every row it holds (left-padded to its longest pending run), so a
+        row joins a group only if its cached part plus that tail still fits the batch's
+        ``width``; otherwise the batch would widen for every row. A period's replaced beams
+        usually make one group."""
+        groups: list[list[str]] = []
+        for key in sorted(keys, key=lambda k: -len(pending[k])):  # stable: request order
+            kept = len(rows[key].tokens) - 1 - len(pending[key])
+            fits = (g for g in groups if kept + len(pending[g[0]]) <= width)
+            group = next(fits, None)
+            if group is None:
+                groups.append([key])
+            else:
+                group.append(key)
+        return groups
+
     def _prefill_rows(
         self,
         cache: DynamicCache,
         mask: torch.Tensor,
         batch: list[str],
-        count: int,
+        groups: list[list[str]],
         rows: Mapping[str, RowRequest],
         pending: Mapping[str, list[int]],
         twin_of: Mapping[str, str],
     ) -> None:
-        """Forward the pending tokens of the batch's first ``count`` rows, in one forward,
-        into the tail columns :func:`stack_rows` left for them (left-padded within the
-        tail); a twin then copies its twin's tail."""
+        """Forward each group's pending tokens, one forward per group, into the tail columns
+        :func:`stack_rows` left for them (left-padded within the tail); the groups are the
+        first rows of the batch, in order. A twin then copies its twin's tail."""
         device = mask.device
         width = mask.shape[1]
-        tail = max(len(pending[k]) for k in batch[:count])
-        ids = torch.full((count, tail), self.pad_token_id, dtype=torch.long)
-        new = torch.zeros(count, tail, dtype=torch.long)
-        pos = torch.zeros(count, tail, dtype=torch.long)
-        for i, key in enumerate(batch[:count]):
-            tokens = pending[key]
-            n, start = len(tokens), len(rows[key].tokens) - 1 - len(tokens)
-            ids[i, tail - n :] = torch.tensor(tokens)
-            new[i, tail - n :] = 1
-            pos[i, tail - n :] = torch.arange(start, start + n)
-        new = new.to(device)
-        self._forward(
-            ids.to(device),
-            torch.cat([mask[:count, : width - tail], new], dim=1),
-            pos.to(device),
-            row_cache(cache, slice(0, count), width - tail),
-        )
-        mask[:count, width - tail :] = new
+        first = 0
+        for group in groups:
+            tail = len(pending[group[0]])
+            ids = torch.full((len(group), tail), self.pad_token_id, dtype=torch.long)
+            new = torch.zeros(len(group), tail, dtype=torch.long)
+            pos = torch.zeros(len(group), tail, dtype=torch.long)
+            for i, key in enumerate(group):
+                tokens = pending[key]
+                n, start = len(tokens), len(rows[key].tokens) - 1 - len(tokens)
+                ids[i, tail - n :] = torch.tensor(tokens)
+                new[i, tail - n :] = 1
+                pos[i, tail - n :] = torch.arange(start, start + n)
+            block = slice(first, first + len(group))
+            new = new.to(device)
+            self._forward(
+                ids.to(device),
+                torch.cat([mask[block, : width - tail], new], dim=1),
+                pos.to(device),
+                row_cache(cache, block, width - tail),
+            )
+            mask[block, width - tail :] = new
+            first += len(group)
         index = {key: i for i, key in enumerate(batch)}
         for key, twin in twin_of.items():
-            columns = slice(width - tail, width)
+            columns = slice(width - len(pending[key]), width)
             copy_columns(cache, index[twin], index[key], columns)
             mask[index[key], columns] = mask[index[twin], columns]
 
