@@ -1,27 +1,23 @@
-"""Prefix-reusing KV caches for any decoder: the policy's beams and causal reward models.
+"""Batched KV caches whose rows outlive their batch: the policy's beams and causal reward
+models.
 
 A row's keys/values are the row of a batched buffer it was last forwarded in, plus the columns
 of that buffer that hold its positions: cutting rows out of a batch copies nothing. Rows are
 gathered into a fresh padded :class:`~transformers.DynamicCache` for the next batched forward,
 layer by layer, letting go of each source layer once it is copied, so an old batch and its
-successor never both exist whole. A row that shares a prefix with anything cached (its own
-earlier tokens, another beam's prompt, a donor's answer) forwards only the rest: in a batch of
-its own (:func:`prefill`), or in place in the caller's batch (``tails`` + :func:`row_cache`).
+successor never both exist whole. Rows can also be written in place in a stacked batch
+(``tails`` + :func:`row_cache`). Which rows to reuse is :mod:`langchain_darwin.prefix`'s job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from langchain_darwin.memory import release_freed_host_memory
-
-#: ``forward(input_ids, attention_mask, position_ids, cache) -> per-position output or None``.
-Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, DynamicCache], torch.Tensor | None]
 
 
 class RowKV:
@@ -74,41 +70,6 @@ class RowKV:
         return RowKV.compact(
             [tuple(t.clone() for t in self.layer(i)) for i in range(len(self.layers))]
         )
-
-
-@dataclass
-class CachedRow:
-    tokens: list[int]
-    kv: RowKV
-
-    def prefix(self, length: int) -> RowKV:
-        return self.kv.prefix(length)
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    if n == 0:
-        return 0
-    diff = (torch.as_tensor(a[:n]) != torch.as_tensor(b[:n])).nonzero()
-    return n if diff.numel() == 0 else int(diff[0])
-
-
-@dataclass
-class PrefixStore:
-    """Cached rows, searched by longest common prefix."""
-
-    rows: dict[Hashable, CachedRow] = field(default_factory=dict)
-
-    def clear(self) -> None:
-        self.rows.clear()
-
-    def best_prefix(self, context: Sequence[int]) -> tuple[CachedRow | None, int]:
-        best, best_len = None, 0
-        for row in self.rows.values():
-            n = common_prefix(row.tokens, context)
-            if n > best_len:
-                best, best_len = row, n
-        return best, best_len
 
 
 EMPTY_ROW_COLUMNS = torch.zeros(0, dtype=torch.long)
@@ -281,193 +242,3 @@ def copy_columns(cache: DynamicCache, source: int, target: int, columns: slice) 
     for layer in cache.layers:
         layer.keys[target, :, columns] = layer.keys[source, :, columns]
         layer.values[target, :, columns] = layer.values[source, :, columns]
-
-
-@dataclass
-class Prefilled:
-    """Per row: its cache after the forward, its last position's output (when asked for),
-    and how many positions were forwarded for it (rows sharing a context are charged once)."""
-
-    kv: dict[Hashable, RowKV] = field(default_factory=dict)
-    last: dict[Hashable, torch.Tensor] = field(default_factory=dict)
-    forwarded: dict[Hashable, int] = field(default_factory=dict)
-
-
-#: A shared prefix is forwarded once, on its own, only when that saves at least this many
-#: positions: below it the extra forward call costs more than the positions it saves.
-MIN_SHARED_SAVING = 32
-
-
-class _Shared:
-    """Key of the temporary row that holds a prefix several new rows share."""
-
-
-def _shared_prefix(contexts: Sequence[Sequence[int]], store: PrefixStore, need_last: bool) -> int:
-    """Length of the prefix all ``contexts`` share, when forwarding it once pays off."""
-    if len(contexts) < 2:
-        return 0
-    n = min(common_prefix(contexts[0], c) for c in contexts[1:])
-    if need_last:
-        n = min(n, min(len(c) for c in contexts) - 1)
-    covered = [store.best_prefix(c)[1] for c in contexts]
-    saved = sum(max(0, n - k) for k in covered)
-    cost = max(0, n - max(covered))  # the shared row continues from the best cached prefix
-    return n if saved - cost >= MIN_SHARED_SAVING else 0
-
-
-def prefill(
-    forward: Forward,
-    store: PrefixStore,
-    contexts: Mapping[Hashable, Sequence[int]],
-    *,
-    pad_id: int,
-    device: torch.device,
-    need_last: bool = False,
-    consume: bool = False,
-    evict: Callable[[Hashable], bool] | None = None,
-) -> Prefilled:
-    """Bring each row's cache up to its whole context, reusing the longest cached prefix.
-
-    With ``need_last`` at least the final position is forwarded, so its output is known.
-    Identical contexts are forwarded once. One batched forward serves every row: each is
-    left-padded twice (before its cached part and before its new part); the mask hides both.
-    Rows of ``store`` can leave it once the plan holds what it reuses from them, before the
-    batch is built, so their buffers are freed while it is: with ``consume`` a cached row that
-    a new row continues from to within its last few positions (see :data:`SUPERSEDED_TAIL`),
-    and every row whose key ``evict`` selects.
-    """
-    out, plans, reused = _plan(
-        forward, store, contexts, pad_id=pad_id, device=device, need_last=need_last
-    )
-    if consume:
-        _consume(store, reused)
-    if evict is not None:
-        for key in [k for k in store.rows if evict(k)]:
-            del store.rows[key]
-    reused.clear()
-    if plans:
-        forward_plans(forward, plans, out, pad_id=pad_id, device=device, need_last=need_last)
-    return out
-
-
-@dataclass
-class Plan:
-    """What rows with one context still need: the cache they start from and the tokens to
-    forward on top of it (``keys`` share the context, so it is forwarded once)."""
-
-    keys: list[Hashable]
-    kv: RowKV
-    pending: list[int]
-
-
-def plan_prefill(
-    forward: Forward,
-    store: PrefixStore,
-    contexts: Mapping[Hashable, Sequence[int]],
-    *,
-    pad_id: int,
-    device: torch.device,
-) -> tuple[Prefilled, list[Plan]]:
-    """:func:`prefill` up to its batched forward: rows fully cached (or covered by a shared
-    head, forwarded here) are in the result; the rest are plans for the caller to forward,
-    in place in its own batch or with :func:`forward_plans`."""
-    out, plans, _ = _plan(forward, store, contexts, pad_id=pad_id, device=device, need_last=False)
-    return out, plans
-
-
-def _plan(
-    forward: Forward,
-    store: PrefixStore,
-    contexts: Mapping[Hashable, Sequence[int]],
-    *,
-    pad_id: int,
-    device: torch.device,
-    need_last: bool,
-) -> tuple[Prefilled, list[Plan], dict[int, int]]:
-    """Pick each context's cached prefix. Rows fully cached go straight into the result; the
-    rest come back as plans, with the most positions taken from each cached row (by id).
-    Its own function so that no local outlives the plan (it would pin a batch)."""
-    out = Prefilled()
-    groups: dict[tuple[int, ...], list[Hashable]] = {}
-    for key, context in contexts.items():
-        groups.setdefault(tuple(context), []).append(key)
-    rows = store.rows
-    shared = _shared_prefix(list(groups), store, need_last)
-    if shared:
-        # Rows that share a prefix nothing cached covers (a prompt read by several beams for
-        # the first time): forward it once, then let every row continue from it.
-        head = list(next(iter(groups))[:shared])
-        first = prefill(forward, store, {_Shared: head}, pad_id=pad_id, device=device)
-        _charge(out, next(iter(contexts)), first.forwarded.get(_Shared, 0))
-        rows = {**rows, _Shared: CachedRow(head, first.kv[_Shared])}
-    search = PrefixStore(rows)
-    plans: list[Plan] = []
-    reused: dict[int, int] = {}
-    for context, keys in groups.items():
-        source, kept = search.best_prefix(context)
-        kept = min(kept, len(context) - 1) if need_last else kept
-        kv = source.prefix(kept) if source is not None and kept > 0 else empty_row()
-        if source is not None and kept > 0 and source is not rows.get(_Shared):
-            reused[id(source)] = max(reused.get(id(source), 0), kept)
-        if kept == len(context):
-            for key in keys:
-                out.kv[key] = kv
-        else:
-            plans.append(Plan(keys, kv, list(context[kept:])))
-    return out, plans, reused
-
-
-def forward_plans(
-    forward: Forward,
-    plans: list[Plan],
-    out: Prefilled,
-    *,
-    pad_id: int,
-    device: torch.device,
-    need_last: bool = False,
-) -> None:
-    """One batched forward of every plan's pending tokens on top of its cached prefix, in a
-    batch of their own; empties ``plans`` (the batch holds their prefixes now)."""
-    kept = [len(plan.kv) for plan in plans]
-    width_new = max(len(plan.pending) for plan in plans)
-    starts = [plan.kv for plan in plans]
-    cache, mask_kept = stack_rows(starts, max(kept), spare=width_new, release=True)
-    starts.clear()
-    pending_rows = [(plan.keys, plan.pending) for plan in plans]
-    plans.clear()
-    ids = torch.full((len(pending_rows), width_new), pad_id, dtype=torch.long)
-    mask_new = torch.zeros(len(pending_rows), width_new, dtype=torch.long)
-    pos = torch.zeros(len(pending_rows), width_new, dtype=torch.long)
-    for i, (keys, pending) in enumerate(pending_rows):
-        ids[i, width_new - len(pending) :] = torch.tensor(pending)
-        mask_new[i, width_new - len(pending) :] = 1
-        pos[i, width_new - len(pending) :] = torch.arange(kept[i], kept[i] + len(pending))
-        _charge(out, keys[0], len(pending))
-    mask = torch.cat([mask_kept.to(device), mask_new.to(device)], dim=1)
-    result = forward(ids.to(device), mask, pos.to(device), cache)
-    kvs = unstack_rows(cache, mask, range(len(pending_rows)))
-    for i, ((keys, _), kv) in enumerate(zip(pending_rows, kvs, strict=True)):
-        for key in keys:
-            out.kv[key] = kv
-            if need_last and result is not None:
-                out.last[key] = result[i, -1]
-
-
-#: A row continued from is superseded when at most this many of its positions (a template's
-#: closing tokens after an answer) were not reused: the new row holds all the rest.
-SUPERSEDED_TAIL = 16
-
-
-def _consume(store: PrefixStore, kept: Mapping[int, int]) -> None:
-    def superseded(row: CachedRow) -> bool:
-        n = kept.get(id(row), 0)
-        return n >= len(row.tokens) - SUPERSEDED_TAIL and 2 * n >= len(row.tokens)
-
-    for key in [k for k, row in store.rows.items() if superseded(row)]:
-        del store.rows[key]
-
-
-def _charge(out: Prefilled, key: Hashable, positions: int) -> None:
-    """Book forwarded positions to a row (a shared head goes to the first row)."""
-    if positions:
-        out.forwarded[key] = out.forwarded.get(key, 0) + positions

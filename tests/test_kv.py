@@ -1,4 +1,5 @@
-"""The batched cache helpers: in-place layers, row (un)stacking and buffer lifetimes."""
+"""The batched cache helpers (in-place layers, row (un)stacking, buffer lifetimes) and
+prefix reuse on top of them."""
 
 from __future__ import annotations
 
@@ -10,16 +11,14 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from langchain_darwin.kv import (
-    CachedRow,
-    PrefixStore,
     RowKV,
     copy_columns,
-    prefill,
     row_cache,
     stack_rows,
     unstack_row,
     unstack_rows,
 )
+from langchain_darwin.prefix import CachedRow, PrefixStore, prefill
 
 
 def _rows(lengths: list[int], seed: int = 0, layers: int = 1) -> list[RowKV]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from langchain_darwin.kv import PrefixStore
+from langchain_darwin.prefix import PrefixStore
 
 
 class KVSession(PrefixStore):

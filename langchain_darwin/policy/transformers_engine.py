@@ -17,12 +17,8 @@ from transformers import (
 )
 
 from langchain_darwin.kv import (
-    CachedRow,
-    Plan,
     RowKV,
     copy_columns,
-    forward_plans,
-    plan_prefill,
     row_cache,
     stack_rows,
     unstack_row,
@@ -37,6 +33,7 @@ from langchain_darwin.policy.base import (
     SearchCancelled,
 )
 from langchain_darwin.policy.session import KVSession
+from langchain_darwin.prefix import CachedRow, Plan, forward_plans, plan_prefill
 
 #: Decoding steps between returns of freed heap pages: each step's attention copies are one
 #: position longer than the last step's, so their freed blocks pile up as holes otherwise.
