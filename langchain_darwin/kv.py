@@ -67,8 +67,10 @@ class RowKV:
 
     def copy(self) -> RowKV:
         """A compact copy that holds no other row's buffer."""
+        # a sliced layer is a view and needs its own copy; a gathered one already is one
+        own = (lambda t: t.clone()) if self._span is not None else (lambda t: t)
         return RowKV.compact(
-            [tuple(t.clone() for t in self.layer(i)) for i in range(len(self.layers))]
+            [tuple(own(t) for t in self.layer(i)) for i in range(len(self.layers))]
         )
 
 

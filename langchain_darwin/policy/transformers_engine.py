@@ -33,7 +33,7 @@ from langchain_darwin.policy.base import (
     SearchCancelled,
 )
 from langchain_darwin.policy.session import KVSession
-from langchain_darwin.prefix import CachedRow, Plan, forward_plans, plan_prefill
+from langchain_darwin.prefix import CachedRow, Plan, Prefilled, forward_plans, plan_prefill
 
 #: Decoding steps between returns of freed heap pages: each step's attention copies are one
 #: position longer than the last step's, so their freed blocks pile up as holes otherwise.
@@ -114,31 +114,15 @@ class TransformersPolicy:
         planned, plans = plan_prefill(
             self._forward, session, contexts, pad_id=self.pad_token_id, device=device
         )
-        if plans and not self._prefill_in_batch(rows, planned.kv, plans):
-            forward_plans(self._forward, plans, planned, pad_id=self.pad_token_id, device=device)
         for key, n in planned.forwarded.items():
             outcome.work.add_prefill(key, n)
         if commit:  # the old rows are no longer needed: free them before the batch grows
             session.rows = {}
-        release_freed_host_memory(device)  # what the prefill freed
         stored = self._decode(session, keys, rows, planned.kv, plans, sampling, outcome)
         if commit:
             session.rows = stored
         release_freed_host_memory(device)
         return outcome
-
-    @staticmethod
-    def _prefill_in_batch(
-        rows: Mapping[str, RowRequest], kvs: Mapping[str, RowKV], plans: list[Plan]
-    ) -> bool:
-        """Whether the rows with tokens to prefill can forward them in place, in one forward
-        inside the decode batch (no second batch to build and copy: at a replacement, the
-        copied answers were the largest transient of a period). That needs some row with a
-        cache to build the batch on; a call with nothing cached prefills in a batch of its own.
-        """
-        planned = {key for plan in plans for key in plan.keys}
-        batch = [k for k in rows if rows[k].max_new > 0 or k in planned]
-        return any(len(kvs[k]) for k in batch if k in kvs) or any(len(p.kv) for p in plans)
 
     def _forward(
         self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: DynamicCache
@@ -163,7 +147,8 @@ class TransformersPolicy:
         outcome: ExtendOutcome,
     ) -> dict[str, CachedRow]:
         """Sample token by token; rows leave the batch as they finish or use their budget.
-        Rows with ``plans`` left are prefilled in place first."""
+        Rows with ``plans`` are prefilled first: in place in the decode batch, or in a batch
+        of their own when no row has a cache to build it on."""
         device = self.model.device
         pending: dict[str, list[int]] = {}
         twin_of: dict[str, str] = {}  # a row whose context equals an earlier row's
@@ -172,12 +157,25 @@ class TransformersPolicy:
                 kvs[key], pending[key] = plan.kv, plan.pending
                 if key != plan.keys[0]:
                     twin_of[key] = plan.keys[0]
+
+        def in_batch() -> list[str]:
+            return [k for k in keys if rows[k].max_new > 0 or k in pending]
+
+        if pending and not any(len(kvs[k]) for k in in_batch()):
+            # nothing cached to build the batch on (a first call): prefill in a batch of its
+            # own; otherwise the pending rows are forwarded in place, in the decode batch (no
+            # second batch to build and copy, the largest transient of a period)
+            filled = Prefilled(kv=kvs)
+            forward_plans(self._forward, plans, filled, pad_id=self.pad_token_id, device=device)
+            for key, n in filled.forwarded.items():
+                outcome.work.add_prefill(key, n)
+            pending.clear()
+            twin_of.clear()
         plans.clear()
         # Rows to prefill come first, in groups that one forward each fills in place (see
         # _prefill_groups); twins (a context an earlier row has) next; then the rows that
         # only decode. Sampling still draws in request order.
-        in_batch = [k for k in keys if rows[k].max_new > 0 or k in pending]
-        width = max((len(rows[k].tokens) - 1 for k in in_batch), default=0)
+        width = max((len(rows[k].tokens) - 1 for k in in_batch()), default=0)
         groups = self._prefill_groups(
             [k for k in keys if k in pending and k not in twin_of], rows, pending, width
         )
@@ -202,8 +200,7 @@ class TransformersPolicy:
         cache, mask = stack_rows(
             [kvs[k] for k in batch], width, spare=spare, release=True, tails=tails
         )
-        kvs.clear()
-        release_freed_host_memory(device)  # the batch the rows came from
+        kvs.clear()  # stack_rows let go of the batch they came from, layer by layer
         mask = mask.to(device)
         if pending:
             if session.cancelled.is_set():
