@@ -20,7 +20,7 @@ import torch
 from langchain_core.callbacks import BaseCallbackHandler
 from transformers import LlamaForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
-from langchain_darwin.rewards.hf import HFSequenceClassifierReward
+from langchain_darwin.inprocess.reward import HFSequenceClassifierReward
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_QUESTIONS = REPO_ROOT.parent / "shared" / "data" / "mt_bench_questions.jsonl"

@@ -52,8 +52,8 @@ from langchain_core.messages import HumanMessage
 
 from langchain_darwin import DarwinChatModel
 from langchain_darwin.graph.nodes import PHASES, generated_tokens
-from langchain_darwin.models import load_policy
-from langchain_darwin.policy import TransformersPolicy
+from langchain_darwin.inprocess.engine import TransformersPolicy
+from langchain_darwin.inprocess.models import load_policy
 
 METHODS = ("ours", "reprefill", "floor")
 NODES = {"seed", "mutate", "decode_chunk", "score", "select_replace", "update_archive", "finish"}

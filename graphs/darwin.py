@@ -9,7 +9,7 @@ with any DARWIN knobs in ``config``.
 from langgraph.graph.state import CompiledStateGraph
 
 from langchain_darwin.graph.builder import build_darwin_graph
-from langchain_darwin.graph.served import ServedContexts, ServedSettings
+from langchain_darwin.graph.deployment import ServedContexts, ServedSettings
 
 
 def make_graph() -> CompiledStateGraph:

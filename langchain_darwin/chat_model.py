@@ -32,7 +32,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.utils import LC_ID_PREFIX
-from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.conversation import to_conversation
@@ -40,8 +40,8 @@ from langchain_darwin.graph.builder import compiled_graph, recursion_limit
 from langchain_darwin.graph.nodes import PHASES, generated_tokens
 from langchain_darwin.graph.report import search_metadata
 from langchain_darwin.graph.state import DarwinContext, DarwinState
-from langchain_darwin.models import DEFAULT_MODEL, load_policy
-from langchain_darwin.policy.transformers_engine import TransformersPolicy
+from langchain_darwin.policy.base import PolicyEngine
+from langchain_darwin.policy.factory import DEFAULT_MODEL, EngineSpec, get_engine
 from langchain_darwin.rewards.base import RewardModel
 from langchain_darwin.rewards.resolve import as_reward_model
 from langchain_darwin.streaming import (
@@ -61,7 +61,8 @@ from langchain_darwin.tools import (
 )
 
 KNOBS = frozenset(DarwinConfig.model_fields)
-#: LangChain's standard parameters that carry no meaning for a local search.
+#: LangChain's standard parameters accepted per call and ignored: the connection settings
+#: (``base_url``, ``api_key``, ``timeout``, ``max_retries``) are the model's, not a call's.
 IGNORED_STANDARD = frozenset(
     {"timeout", "max_retries", "api_key", "base_url", "rate_limiter", "stream"}
 )
@@ -91,7 +92,11 @@ class DarwinChatModel(BaseChatModel):
     """Answers steered toward what a reward model prefers, by DARWIN decoding-time search.
 
     ``model`` is the policy (a local path, a hub id already in the local cache, or
-    ``"default"``: the embedded SmolLM2-135M-Instruct). ``reward_model`` is a path or hub id
+    ``"default"``: the embedded SmolLM2-135M-Instruct). With ``base_url`` (a vLLM server's
+    OpenAI-compatible API, ``http://host:port/v1``) the search runs on the server instead and
+    ``model`` is the name it serves; ``api_key``, ``timeout`` (seconds per request) and
+    ``max_retries`` (per request, on timeouts, connection errors and 5xx) apply to it.
+    ``reward_model`` is a path or hub id
     of a sequence-classifier reward model, a :class:`RewardModel`, a callable
     ``(conversation, answer) -> float``, a list of ``(weight, reward)`` pairs, or None for the
     offline default proxy reward. Every knob of :class:`DarwinConfig` may be given here, as
@@ -100,8 +105,7 @@ class DarwinChatModel(BaseChatModel):
     Weights load lazily, on the first call, once per process.
 
     ``temperature=0`` decodes greedily; ``stop`` strings end answers; ``max_tokens`` caps
-    answer tokens per beam. ``timeout``, ``max_retries`` and ``api_key`` are accepted and
-    ignored (there is no remote service); use ``max_time`` for a time budget.
+    answer tokens per beam; ``max_time`` is a time budget for the whole search.
 
     ``bind_tools(tools, tool_choice=...)`` and ``with_structured_output(schema)`` describe the
     tools in the system prompt and add ``validity_weight * ToolCallValidity`` to the reward, so
@@ -120,6 +124,9 @@ class DarwinChatModel(BaseChatModel):
     tools are bound; also a per-call argument."""
     device: str | None = None
     dtype: str | None = None
+    base_url: str | None = None
+    """A vLLM server's OpenAI-compatible API (``http://host:port/v1``); None: in process."""
+    api_key: SecretStr | None = None
     timeout: float | None = None
     max_retries: int | None = None
     streaming: bool = False
@@ -136,7 +143,6 @@ class DarwinChatModel(BaseChatModel):
             return values
         values = dict(values)
         knobs = {k: values.pop(k) for k in list(values) if k in KNOBS}
-        values.pop("api_key", None)
         if knobs:
             base = values.get("config") or DarwinConfig()
             if isinstance(base, dict):
@@ -167,6 +173,7 @@ class DarwinChatModel(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "base_url": self.base_url,
             "reward_model": repr(self.reward_model),
             **self.config.model_dump(),
         }
@@ -183,9 +190,20 @@ class DarwinChatModel(BaseChatModel):
         return params
 
     # -- machinery -----------------------------------------------------------------------
-    def _policy(self, model: str) -> TransformersPolicy:
-        hf_model, tokenizer = load_policy(model, device=self.device, dtype=self.dtype)
-        return TransformersPolicy(hf_model, tokenizer)
+    def engine_spec(self, model: str | None = None) -> EngineSpec:
+        """Where this model's policy runs (``model`` overrides the field, as per call)."""
+        return EngineSpec(
+            model=model or self.model,
+            base_url=self.base_url,
+            api_key=self.api_key.get_secret_value() if self.api_key is not None else None,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            device=self.device,
+            dtype=self.dtype,
+        )
+
+    def _policy(self, model: str) -> PolicyEngine:
+        return get_engine(self.engine_spec(model))
 
     def _reward_model(self) -> RewardModel:
         with self._lock:

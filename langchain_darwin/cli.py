@@ -27,7 +27,7 @@ from langchain_darwin.cli_progress import Tracker, run_with_progress
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.graph.nodes import RewardError
 from langchain_darwin.graph.report import plain_json
-from langchain_darwin.models import DEFAULT_MODEL
+from langchain_darwin.policy.factory import DEFAULT_MODEL
 
 #: ``--demo``: small enough to finish in a couple of minutes on two CPU cores.
 DEMO = {"max_tokens": 96, "replacement_period": 32}

@@ -161,18 +161,6 @@ def _check_matches(
 # -- generation --------------------------------------------------------------------------------
 
 
-def _seed_text(llm: Any, model: str, tokens: list[int], stop: list[str] | None) -> str:
-    from langchain_darwin.models import load_policy
-
-    _, tokenizer = load_policy(model, device=llm.device, dtype=llm.dtype)
-    text = tokenizer.decode(list(tokens), skip_special_tokens=True)
-    for s in stop or ():
-        cut = text.find(s)
-        if cut >= 0:
-            text = text[:cut]
-    return text
-
-
 def generator_name(model: str, method: str, budget: int | None) -> str:
     name = "smollm2-135m-instruct" if model == "default" else Path(model).name or model
     return f"{name}-{method}" + (f"-n{budget}" if budget is not None else "")
@@ -247,9 +235,7 @@ def generate(
                     "index": index,
                     "method": method,
                     "reward": state["final_reward"],
-                    "seed_answer": _seed_text(
-                        llm, model, state["seed"]["answer"], meta["config"]["stop"]
-                    ),
+                    "seed_answer": state["seed_answer"],
                     "seed_reward": state["seed"]["reward"],
                     "seconds": round(time.perf_counter() - t0, 3),
                     "darwin": meta,

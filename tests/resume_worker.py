@@ -18,8 +18,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langchain_darwin import DarwinConfig, build_darwin_graph
 from langchain_darwin.graph.builder import recursion_limit
 from langchain_darwin.graph.state import DarwinContext
-from langchain_darwin.models import load_policy
-from langchain_darwin.policy import TransformersPolicy
+from langchain_darwin.inprocess.engine import TransformersPolicy
+from langchain_darwin.inprocess.models import load_policy
 from langchain_darwin.rewards import CallableReward
 
 CONFIG = DarwinConfig(seed=11, max_tokens=96, replacement_period=4, iterations=2)

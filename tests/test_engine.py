@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from langchain_darwin.kv import row_cache
-from langchain_darwin.policy import RowRequest, Sampling, TransformersPolicy, transformers_engine
+from langchain_darwin.inprocess import engine as transformers_engine
+from langchain_darwin.inprocess.engine import TransformersPolicy
+from langchain_darwin.inprocess.kv import row_cache
+from langchain_darwin.policy import RowRequest, Sampling
 from tests.tiny import tiny_policy, tiny_tokenizer
 
 GREEDY = Sampling(temperature=0.0, top_k=0, seed=0)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from langchain_darwin.kv import (
+from langchain_darwin.inprocess.kv import (
     RowKV,
     copy_columns,
     row_cache,
@@ -18,7 +18,7 @@ from langchain_darwin.kv import (
     unstack_row,
     unstack_rows,
 )
-from langchain_darwin.prefix import CachedRow, PrefixStore, prefill
+from langchain_darwin.inprocess.prefix import CachedRow, PrefixStore, prefill
 
 
 def _rows(lengths: list[int], seed: int = 0, layers: int = 1) -> list[RowKV]:

@@ -14,8 +14,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from langchain_darwin import models
-from langchain_darwin.models import (
+from langchain_darwin.inprocess import models
+from langchain_darwin.inprocess.models import (
     COMPLETE_MARKER,
     DEFAULT_DIRNAME,
     cache_root,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from langchain_darwin.prefix import MIN_SHARED_SAVING, common_prefix
+from langchain_darwin.inprocess.prefix import MIN_SHARED_SAVING, common_prefix
 from langchain_darwin.rewards import (
     CallableReward,
     HFSequenceClassifierReward,

@@ -8,7 +8,7 @@ from pathlib import Path
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph_cli.config import validate_config_file
 
-from langchain_darwin import models
+from langchain_darwin.inprocess import models
 
 GRAPHS = Path(__file__).resolve().parents[1] / "graphs"
 

@@ -47,7 +47,7 @@ def build_darwin_graph(context: ContextResolver | None = None) -> StateGraph:
     """The DARWIN search as an uncompiled StateGraph (compile it with any checkpointer).
 
     Runs pass a :class:`DarwinContext`; a served graph, which gets none, passes ``context``
-    to build one (see ``graph/served.py``).
+    to build one (see ``graph/deployment.py``).
     """
     graph = StateGraph(DarwinState, context_schema=DarwinContext)
     steps = [

@@ -1,4 +1,9 @@
-"""Policy engines: the language model that writes, driven in token ids."""
+"""Policy engines: the language model that writes, driven in token ids.
+
+This package is the protocol and the factory only; the engines live with their backend
+(``langchain_darwin.inprocess``: transformers; ``langchain_darwin.served``: vLLM over HTTP),
+so importing it loads neither torch nor an HTTP client.
+"""
 
 from langchain_darwin.policy.base import (
     ExtendOutcome,
@@ -10,7 +15,6 @@ from langchain_darwin.policy.base import (
     SearchCancelled,
     Work,
 )
-from langchain_darwin.policy.transformers_engine import TransformersPolicy
 
 __all__ = [
     "ExtendOutcome",
@@ -20,6 +24,5 @@ __all__ = [
     "RowResult",
     "Sampling",
     "SearchCancelled",
-    "TransformersPolicy",
     "Work",
 ]

@@ -1,11 +1,33 @@
-"""Reward models: anything that scores (original conversation, answers) -> floats, batched."""
+"""Reward models: anything that scores (original conversation, answers) -> floats, batched.
+
+Names backed by a model (the offline default, an in-process classifier, a served one) are
+imported on first use, so importing the protocol loads neither torch nor an HTTP client.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from langchain_darwin.rewards.base import Conversation, RewardModel
 from langchain_darwin.rewards.callable import CallableReward
-from langchain_darwin.rewards.default import RelevanceReward, ToneReward, default_reward
-from langchain_darwin.rewards.hf import HFSequenceClassifierReward
-from langchain_darwin.rewards.resolve import as_reward_model
 from langchain_darwin.rewards.weighted import WeightedReward
+
+_LAZY = {
+    "RelevanceReward": "langchain_darwin.rewards.default",
+    "ToneReward": "langchain_darwin.rewards.default",
+    "default_reward": "langchain_darwin.rewards.default",
+    "as_reward_model": "langchain_darwin.rewards.resolve",
+    "HFSequenceClassifierReward": "langchain_darwin.inprocess.reward",
+    "ServedReward": "langchain_darwin.served.reward",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CallableReward",
@@ -13,6 +35,7 @@ __all__ = [
     "HFSequenceClassifierReward",
     "RelevanceReward",
     "RewardModel",
+    "ServedReward",
     "ToneReward",
     "WeightedReward",
     "as_reward_model",

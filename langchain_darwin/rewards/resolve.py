@@ -6,13 +6,14 @@ import os
 import threading
 from numbers import Real
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_darwin.rewards.base import RewardModel
 from langchain_darwin.rewards.callable import CallableReward
-from langchain_darwin.rewards.default import default_reward
-from langchain_darwin.rewards.hf import HFSequenceClassifierReward
 from langchain_darwin.rewards.weighted import WeightedReward
+
+if TYPE_CHECKING:  # the model-backed rewards import torch: load them only when named
+    from langchain_darwin.inprocess.reward import HFSequenceClassifierReward
 
 #: HF reward models by spec, so chat models naming the same reward model share its weights.
 _HF_CACHE: dict[str, HFSequenceClassifierReward] = {}
@@ -26,6 +27,8 @@ ACCEPTED = (
 
 
 def _hf_reward(spec: str | os.PathLike[str]) -> HFSequenceClassifierReward:
+    from langchain_darwin.inprocess.reward import HFSequenceClassifierReward
+
     path = Path(spec)
     key = str(path.resolve()) if path.exists() else os.fspath(spec)
     with _HF_LOCK:
@@ -48,6 +51,8 @@ def as_reward_model(
 ) -> RewardModel:
     """The RewardModel that ``spec`` names; the weights only shape the default (``None``)."""
     if spec is None:
+        from langchain_darwin.rewards.default import default_reward
+
         return default_reward(relevance_weight=relevance_weight, tone_weight=tone_weight)
     if isinstance(spec, RewardModel):
         return spec

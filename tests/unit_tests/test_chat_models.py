@@ -39,7 +39,7 @@ def test_init_loads_no_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("weights loaded at construction")
 
-    monkeypatch.setattr(chat_module, "load_policy", refuse)
+    monkeypatch.setattr(chat_module, "get_engine", refuse)
     monkeypatch.setattr(chat_module, "as_reward_model", refuse)
     for _ in range(10):
         DarwinChatModel(model="/no/such/model", reward_model="/no/such/rm", temperature=0)

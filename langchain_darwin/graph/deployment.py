@@ -15,9 +15,8 @@ from langchain_core.runnables.config import ensure_config
 from langgraph.runtime import Runtime
 
 from langchain_darwin.graph.state import DarwinContext
-from langchain_darwin.models import DEFAULT_MODEL, load_policy
-from langchain_darwin.policy.session import KVSession
-from langchain_darwin.policy.transformers_engine import TransformersPolicy
+from langchain_darwin.policy.base import PolicySession
+from langchain_darwin.policy.factory import DEFAULT_MODEL, EngineSpec, get_engine
 from langchain_darwin.rewards.base import RewardModel
 from langchain_darwin.rewards.resolve import as_reward_model
 
@@ -43,19 +42,19 @@ class ServedContexts:
     def __init__(self, settings: ServedSettings, max_threads: int = 16) -> None:
         self.settings = settings
         self.max_threads = max_threads
-        self._sessions: OrderedDict[str, KVSession] = OrderedDict()
+        self._sessions: OrderedDict[str, PolicySession] = OrderedDict()
         self._reward: RewardModel | None = None
         self._lock = threading.Lock()
 
     def __call__(self, runtime: Runtime[DarwinContext | None]) -> DarwinContext:
         if isinstance(runtime.context, DarwinContext):
             return runtime.context
-        policy = TransformersPolicy(*load_policy(self.settings.model))
+        policy = get_engine(EngineSpec(model=self.settings.model))
         thread = str(ensure_config().get("configurable", {}).get("thread_id", ""))
         with self._lock:
             if self._reward is None:
                 self._reward = as_reward_model(self.settings.reward_model)
-            session = self._sessions.pop(thread, None) or KVSession()
+            session = self._sessions.pop(thread, None) or policy.new_session()
             self._sessions[thread] = session
             while len(self._sessions) > self.max_threads:
                 self._sessions.popitem(last=False)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from langchain_darwin.kv import RowKV, empty_row, stack_rows, unstack_rows
+from langchain_darwin.inprocess.kv import RowKV, empty_row, stack_rows, unstack_rows
 
 #: ``forward(input_ids, attention_mask, position_ids, cache) -> per-position output or None``.
 Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, DynamicCache], torch.Tensor | None]

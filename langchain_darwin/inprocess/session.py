@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from langchain_darwin.prefix import PrefixStore
+from langchain_darwin.inprocess.prefix import PrefixStore
 
 
 class KVSession(PrefixStore):

@@ -22,8 +22,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from langchain_darwin.memory import release_freed_host_memory
-from langchain_darwin.prefix import CachedRow, PrefixStore, common_prefix, prefill
+from langchain_darwin.inprocess.memory import release_freed_host_memory
+from langchain_darwin.inprocess.prefix import CachedRow, PrefixStore, common_prefix, prefill
 from langchain_darwin.rewards.base import Conversation, RewardModel
 
 #: "org/name" as the Hugging Face hub spells repository ids.

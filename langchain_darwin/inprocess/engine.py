@@ -16,7 +16,7 @@ from transformers import (
     TopKLogitsWarper,
 )
 
-from langchain_darwin.kv import (
+from langchain_darwin.inprocess.kv import (
     RowKV,
     copy_columns,
     row_cache,
@@ -24,7 +24,15 @@ from langchain_darwin.kv import (
     unstack_row,
     unstack_rows,
 )
-from langchain_darwin.memory import release_freed_host_memory
+from langchain_darwin.inprocess.memory import release_freed_host_memory
+from langchain_darwin.inprocess.prefix import (
+    CachedRow,
+    Plan,
+    Prefilled,
+    forward_plans,
+    plan_prefill,
+)
+from langchain_darwin.inprocess.session import KVSession
 from langchain_darwin.policy.base import (
     ExtendOutcome,
     RowRequest,
@@ -32,8 +40,6 @@ from langchain_darwin.policy.base import (
     Sampling,
     SearchCancelled,
 )
-from langchain_darwin.policy.session import KVSession
-from langchain_darwin.prefix import CachedRow, Plan, Prefilled, forward_plans, plan_prefill
 
 #: Decoding steps between returns of freed heap pages: each step's attention copies are one
 #: position longer than the last step's, so their freed blocks pile up as holes otherwise.

@@ -6,7 +6,8 @@ of that buffer that hold its positions: cutting rows out of a batch copies nothi
 gathered into a fresh padded :class:`~transformers.DynamicCache` for the next batched forward,
 layer by layer, letting go of each source layer once it is copied, so an old batch and its
 successor never both exist whole. Rows can also be written in place in a stacked batch
-(``tails`` + :func:`row_cache`). Which rows to reuse is :mod:`langchain_darwin.prefix`'s job.
+(``tails`` + :func:`row_cache`). Which rows to reuse is the job of
+:mod:`langchain_darwin.inprocess.prefix`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from langchain_darwin.memory import release_freed_host_memory
+from langchain_darwin.inprocess.memory import release_freed_host_memory
 
 
 class RowKV:
