@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROMPT ?= How do I boil an egg?
 
-.PHONY: demo test lint
+.PHONY: demo test test-unit lint
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,7 +22,11 @@ demo: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/darwin "$(PROMPT)" --demo --compare
 
 test: $(VENV)/.installed
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/unit_tests tests/integration_tests
+
+# the inner loop: tiny random models only, no embedded models, no servers
+test-unit: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/unit_tests
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

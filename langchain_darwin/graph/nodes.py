@@ -19,7 +19,7 @@ from langchain_darwin.graph.draws import keyed_rng, keyed_seed
 from langchain_darwin.graph.progress import emit, preview
 from langchain_darwin.graph.state import Beam, Best, DarwinContext, DarwinState, new_beam
 from langchain_darwin.mutation import ORIGINAL, mutation_prompt, select_instructions
-from langchain_darwin.policy.base import ExtendOutcome, RowRequest, Sampling
+from langchain_darwin.policy.base import EngineError, ExtendOutcome, RowRequest, Sampling
 
 SEED_ROW = "seed"
 PHASES = ("seed", "mutation", "beams", "look_ahead")
@@ -51,6 +51,25 @@ def answer_text(ctx: DarwinContext, tokens: list[int], stop: list[str] | None) -
 def _sampling(cfg: DarwinConfig, state: DarwinState, *purpose: object) -> Sampling:
     seed = keyed_seed(state["seed_value"], state.get("cycle", 0), state.get("period", 0), *purpose)
     return Sampling(cfg.temperature, cfg.top_k, seed, ignore_eos=cfg.ignore_eos)
+
+
+def _extend(
+    ctx: DarwinContext,
+    state: DarwinState,
+    step: str,
+    rows: dict[str, RowRequest],
+    sampling: Sampling,
+    commit: bool = True,
+) -> ExtendOutcome:
+    """The policy extends ``rows``; an engine failure is re-raised naming where it happened,
+    so a user of a served policy knows which period of which cycle the server failed in."""
+    try:
+        return ctx.policy.extend(ctx.session, rows, sampling, commit=commit)
+    except EngineError as err:
+        raise EngineError(
+            f"the policy engine failed in {step} (cycle {state.get('cycle', 0)}, period "
+            f"{state.get('period', 0)}): {err}"
+        ) from err
 
 
 def _charge(
@@ -156,7 +175,7 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
                 cfg.max_tokens - len(seed_beam["answer"]),
                 rider=True,
             )
-        outcome = ctx.policy.extend(ctx.session, rows, _sampling(cfg, state, "mutate"))
+        outcome = _extend(ctx, state, "mutate", rows, _sampling(cfg, state, "mutate"))
         replies = [ctx.policy.detokenize(outcome.rows[k].new_tokens) for k in rows if k != SEED_ROW]
         instructions, kinds = select_instructions(replies, instruction, cfg.n_instructions - kept)
         instructions, kinds = [instruction] * kept + instructions, [ORIGINAL] * kept + kinds
@@ -219,7 +238,7 @@ def decode_chunk(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[st
     if not seed_beam["finished"]:
         room = min(cfg.replacement_period, cfg.max_tokens - len(seed_beam["answer"]))
         rows[SEED_ROW] = RowRequest(seed_beam["prompt"] + seed_beam["answer"], room)
-    outcome = ctx.policy.extend(ctx.session, rows, _sampling(cfg, state, "decode"))
+    outcome = _extend(ctx, state, "decode_chunk", rows, _sampling(cfg, state, "decode"))
     for key, res in outcome.rows.items():
         if key == SEED_ROW:
             seed_beam = _grow(seed_beam, res.new_tokens, res.ended, cfg, ctx)
@@ -275,9 +294,8 @@ def score(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]
             if not b["finished"]
         }
         if rows:
-            outcome = ctx.policy.extend(
-                ctx.session, rows, _sampling(cfg, state, "look_ahead"), commit=False
-            )
+            sampling = _sampling(cfg, state, "look_ahead")
+            outcome = _extend(ctx, state, "score (look-ahead)", rows, sampling, commit=False)
             tails = {k: r.new_tokens for k, r in outcome.rows.items()}
             _charge(usage, "look_ahead", outcome, rows)
     if pending:

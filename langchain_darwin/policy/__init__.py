@@ -6,6 +6,7 @@ so importing it loads neither torch nor an HTTP client.
 """
 
 from langchain_darwin.policy.base import (
+    EngineError,
     ExtendOutcome,
     PolicyEngine,
     PolicySession,
@@ -17,6 +18,7 @@ from langchain_darwin.policy.base import (
 )
 
 __all__ = [
+    "EngineError",
     "ExtendOutcome",
     "PolicyEngine",
     "PolicySession",

@@ -69,6 +69,12 @@ class ExtendOutcome:
     work: Work = field(default_factory=Work)
 
 
+class EngineError(RuntimeError):
+    """The policy engine could not do what was asked (a server unreachable or failing after
+    its retries, a model it does not serve). Engines raise subclasses with the cause; the
+    graph re-raises it naming the step, cycle and period it happened in."""
+
+
 class SearchCancelled(RuntimeError):
     """The run was cancelled (its session's ``cancel()`` was called) while decoding."""
 

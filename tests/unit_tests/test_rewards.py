@@ -20,7 +20,6 @@ from langchain_darwin.rewards import (
     ToneReward,
     WeightedReward,
     as_reward_model,
-    default_reward,
 )
 from tests.tiny import tiny_tokenizer
 
@@ -247,36 +246,6 @@ def test_as_reward_model_type_error(bad: object) -> None:
 def test_tone_reward_prefers_polite() -> None:
     good, rude, empty = ToneReward().score(EGG, [GOOD, RUDE, ""])
     assert good > 0 > rude and empty == 0.0
-
-
-@pytest.mark.embedded
-def test_default_reward_ranks_good_above_off_topic_and_rude() -> None:
-    good, off, rude, empty = default_reward().score(EGG, [GOOD, OFF_TOPIC, RUDE, ""])
-    assert good > off and good > rude
-    assert math.isfinite(empty) and empty < good
-
-
-@pytest.mark.embedded
-def test_relevance_uses_the_last_user_turn() -> None:
-    conversation = [
-        {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": "What is the capital of France?"},
-        {"role": "assistant", "content": "Paris."},
-        {"role": "user", "content": "How do I boil an egg?"},
-    ]
-    egg, france = RelevanceReward().score(conversation, [GOOD, "The capital of France is Paris."])
-    assert egg > france
-    earlier = conversation[:2]  # now the France question is the last user turn
-    egg2, france2 = RelevanceReward().score(earlier, [GOOD, "The capital of France is Paris."])
-    assert france2 > egg2
-    with pytest.raises(ValueError, match="no user turn"):
-        RelevanceReward().score([{"role": "system", "content": "hi"}], [GOOD])
-
-
-@pytest.mark.embedded
-def test_relevance_blank_answer_is_low_and_finite() -> None:
-    scores = RelevanceReward().score(EGG, ["", "   ", GOOD])
-    assert scores[:2] == [0.0, 0.0] and scores[2] > 0.5
 
 
 def test_prefix_cached_scoring_matches_full_scoring_and_reads_only_new_tokens(tiny_dirs) -> None:

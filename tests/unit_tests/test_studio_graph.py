@@ -10,7 +10,7 @@ from langgraph_cli.config import validate_config_file
 
 from langchain_darwin.inprocess import models
 
-GRAPHS = Path(__file__).resolve().parents[1] / "graphs"
+GRAPHS = Path(__file__).resolve().parents[2] / "graphs"
 
 
 def load_factory():
