@@ -20,7 +20,8 @@ _HF_CACHE: dict[str, HFSequenceClassifierReward] = {}
 _HF_LOCK = threading.Lock()
 
 ACCEPTED = (
-    "None (the offline default), a RewardModel, a path or hub id of an "
+    "None (the offline default), a RewardModel, a LangChain chat model (as a judge), a path or "
+    "hub id of an "
     "AutoModelForSequenceClassification reward model, a callable (conversation, answer) -> float, "
     "or a list of (weight, reward) pairs"
 )
@@ -35,6 +36,13 @@ def _hf_reward(spec: str | os.PathLike[str]) -> HFSequenceClassifierReward:
         if key not in _HF_CACHE:
             _HF_CACHE[key] = HFSequenceClassifierReward(key)
         return _HF_CACHE[key]
+
+
+def _is_chat_model(spec: Any) -> bool:
+    """A LangChain chat model, checked without importing langchain-core's models eagerly."""
+    from langchain_core.language_models import BaseChatModel
+
+    return isinstance(spec, BaseChatModel)
 
 
 def _is_pair(item: Any) -> bool:
@@ -56,6 +64,10 @@ def as_reward_model(
         return default_reward(relevance_weight=relevance_weight, tone_weight=tone_weight)
     if isinstance(spec, RewardModel):
         return spec
+    if _is_chat_model(spec):
+        from langchain_darwin.rewards.judge import ChatModelJudge
+
+        return ChatModelJudge(spec)
     if isinstance(spec, (str, os.PathLike)):
         return _hf_reward(spec)
     if isinstance(spec, (list, tuple)):

@@ -65,5 +65,11 @@ class WeightedReward(RewardModel):
         seen = {id(r): r for _, r in self.terms}
         return sum(int(getattr(r, "positions_scored", 0)) for r in seen.values())
 
+    @property
+    def unparsed(self) -> int:
+        """Judge replies that could not be parsed, over the terms that count them."""
+        seen = {id(r): r for _, r in self.terms}
+        return sum(int(getattr(r, "unparsed", 0)) for r in seen.values())
+
     def __repr__(self) -> str:
         return " + ".join(f"{w:g} * {r!r}" for w, r in self.terms)
