@@ -1,7 +1,11 @@
-"""Run contexts for a graph served without one (LangGraph server, Studio).
+"""The DARWIN graph as deployed (LangGraph server, Studio): ``make_graph()``.
 
-A served graph receives plain JSON, so the models are named by settings and loaded on the
-first run (never at import); each thread keeps its own policy cache across the nodes of a run.
+A server builds a run's context from the request's JSON (``context=`` in the SDK, ``{}`` when
+the client sends none) by calling the graph's context schema with it. Models, sessions and
+caches cannot travel that way, so the deployed graph's context schema is
+:class:`DeploymentSettings`, plain optional names, and :class:`DeploymentContexts` turns them
+into the :class:`DarwinContext` the nodes use: models named by the run, else by the
+environment, loaded on the first run (never at import) and shared by later runs.
 """
 
 from __future__ import annotations
@@ -9,53 +13,117 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from langchain_core.runnables.config import ensure_config
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
+from langchain_darwin.config import DEFAULT_MODEL
+from langchain_darwin.engines import EngineSpec, get_engine
+from langchain_darwin.graph.builder import build_darwin_graph
 from langchain_darwin.graph.state import DarwinContext
 from langchain_darwin.policy.base import PolicySession
-from langchain_darwin.policy.factory import DEFAULT_MODEL, EngineSpec, get_engine
 from langchain_darwin.rewards.base import RewardModel
 from langchain_darwin.rewards.resolve import as_reward_model
 
 
 @dataclass(frozen=True)
-class ServedSettings:
-    model: str = DEFAULT_MODEL
+class DeploymentSettings:
+    """Which policy and reward model a run uses; any of them may be set per run
+    (``context={"model": ...}``), the rest come from the environment.
+
+    ``model``: the policy, in process ("default", a folder or a hub id), or the name a vLLM
+    server serves it under when ``base_url`` is set. ``reward_model``: a reward model's folder
+    or hub id (unset: the offline default), or its served name when ``reward_base_url`` is set.
+    """
+
+    model: str | None = None
+    base_url: str | None = None
     reward_model: str | None = None
+    reward_base_url: str | None = None
 
     @classmethod
-    def from_env(cls) -> ServedSettings:
-        """``DARWIN_MODEL`` and ``DARWIN_REWARD_MODEL`` (unset: the embedded defaults)."""
+    def from_env(cls) -> DeploymentSettings:
+        """``DARWIN_MODEL``, ``DARWIN_BASE_URL``, ``DARWIN_REWARD_MODEL``,
+        ``DARWIN_REWARD_BASE_URL`` (unset or empty: the embedded defaults, in process)."""
         return cls(
-            model=os.environ.get("DARWIN_MODEL", DEFAULT_MODEL),
+            model=os.environ.get("DARWIN_MODEL") or None,
+            base_url=os.environ.get("DARWIN_BASE_URL") or None,
             reward_model=os.environ.get("DARWIN_REWARD_MODEL") or None,
+            reward_base_url=os.environ.get("DARWIN_REWARD_BASE_URL") or None,
         )
 
+    def over(self, defaults: DeploymentSettings) -> DeploymentSettings:
+        """These settings where set, ``defaults`` elsewhere."""
+        mine = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(defaults, **{k: v for k, v in mine.items() if v is not None})
 
-class ServedContexts:
-    """Resolves a node's context: the caller's DarwinContext if it gave one, else models
-    loaded from the settings and a KV session per thread (the most recent threads only)."""
 
-    def __init__(self, settings: ServedSettings, max_threads: int = 16) -> None:
-        self.settings = settings
+class DeploymentContexts:
+    """Resolves each node's :class:`DarwinContext` from the run's settings over the
+    deployment's; a policy session per thread and policy (the most recent ``max_threads``).
+
+    ``api_key`` (``DARWIN_API_KEY``) goes only to the deployment's own ``base_url``: a run
+    that names another server does not get the deployment's credentials sent to it.
+    """
+
+    def __init__(
+        self,
+        defaults: DeploymentSettings | None = None,
+        api_key: str | None = None,
+        max_threads: int = 16,
+    ) -> None:
+        self.defaults = defaults or DeploymentSettings()
+        self.api_key = api_key
         self.max_threads = max_threads
-        self._sessions: OrderedDict[str, PolicySession] = OrderedDict()
-        self._reward: RewardModel | None = None
+        self._sessions: OrderedDict[tuple[str, EngineSpec], PolicySession] = OrderedDict()
+        self._rewards: dict[tuple[str | None, str | None], RewardModel] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, runtime: Runtime[DarwinContext | None]) -> DarwinContext:
-        if isinstance(runtime.context, DarwinContext):
-            return runtime.context
-        policy = get_engine(EngineSpec(model=self.settings.model))
+    @classmethod
+    def from_env(cls) -> DeploymentContexts:
+        return cls(DeploymentSettings.from_env(), os.environ.get("DARWIN_API_KEY") or None)
+
+    def engine_spec(self, settings: DeploymentSettings) -> EngineSpec:
+        own_server = settings.base_url is not None and settings.base_url == self.defaults.base_url
+        return EngineSpec(
+            model=settings.model or DEFAULT_MODEL,
+            base_url=settings.base_url,
+            api_key=self.api_key if own_server else None,
+        )
+
+    def _reward(self, settings: DeploymentSettings) -> RewardModel:
+        if settings.reward_base_url is None:
+            return as_reward_model(settings.reward_model)
+        if settings.reward_model is None:
+            raise ValueError(
+                f"reward_base_url {settings.reward_base_url!r} needs reward_model, the name the "
+                "server serves the reward model under (DARWIN_REWARD_MODEL)"
+            )
+        from langchain_darwin.served.reward import ServedReward
+
+        return ServedReward(settings.reward_base_url, settings.reward_model)
+
+    def __call__(self, runtime: Runtime[DeploymentSettings | None]) -> DarwinContext:
+        settings = (runtime.context or DeploymentSettings()).over(self.defaults)
+        spec = self.engine_spec(settings)
+        policy = get_engine(spec)
         thread = str(ensure_config().get("configurable", {}).get("thread_id", ""))
         with self._lock:
-            if self._reward is None:
-                self._reward = as_reward_model(self.settings.reward_model)
-            session = self._sessions.pop(thread, None) or policy.new_session()
-            self._sessions[thread] = session
+            key = (settings.reward_model, settings.reward_base_url)
+            reward = self._rewards.get(key)
+            if reward is None:
+                reward = self._rewards[key] = self._reward(settings)
+            session = self._sessions.pop((thread, spec), None) or policy.new_session()
+            self._sessions[(thread, spec)] = session
             while len(self._sessions) > self.max_threads:
                 self._sessions.popitem(last=False)
-        return DarwinContext(policy=policy, reward=self._reward, session=session)
+        return DarwinContext(policy=policy, reward=reward, session=session)
+
+
+def make_graph() -> CompiledStateGraph:
+    """The graph ``graphs/langgraph.json`` serves; the server adds its own checkpointer."""
+    return build_darwin_graph(
+        context=DeploymentContexts.from_env(), context_schema=DeploymentSettings
+    ).compile()
