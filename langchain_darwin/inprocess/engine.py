@@ -5,16 +5,10 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
-from transformers import (
-    DynamicCache,
-    LogitsProcessorList,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-)
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from langchain_darwin.inprocess.kv import (
     RowKV,
@@ -32,6 +26,7 @@ from langchain_darwin.inprocess.prefix import (
     forward_plans,
     plan_prefill,
 )
+from langchain_darwin.inprocess.sampling import draw_in_request_order, token_draw
 from langchain_darwin.inprocess.session import KVSession
 from langchain_darwin.policy.base import (
     ExtendOutcome,
@@ -66,6 +61,10 @@ class TransformersPolicy:
         # A prefill needs the cache, not logits: keep one position of them (not a
         # (rows x positions x vocabulary) tensor, which would dominate memory and time).
         self._prefill_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        self._keeps_logits = "logits_to_keep" in params
+        # the width of a step's logits, which decides whether a top-k cut cuts anything
+        head = model.get_output_embeddings()
+        self._vocabulary = head.weight.shape[0] if head is not None else model.config.vocab_size
 
     @functools.cached_property
     def line_break_ids(self) -> frozenset[int]:
@@ -130,6 +129,46 @@ class TransformersPolicy:
         release_freed_host_memory(device)
         return outcome
 
+    @torch.inference_mode()
+    def answer_logprobs(
+        self,
+        session: KVSession,
+        rows: Mapping[str, tuple[Sequence[int], Sequence[int]]],
+    ) -> dict[str, list[float]]:
+        """Per row ``(prompt ids, answer ids)``: the log-probability of each answer token
+        given the prompt and the answer before it. One left-padded forward for all rows,
+        so every answer ends at the right edge and only the last columns' logits are made;
+        the session's caches are neither read nor changed."""
+        if session.cancelled.is_set():
+            raise SearchCancelled("the DARWIN search was cancelled")
+        out: dict[str, list[float]] = {key: [] for key in rows}
+        scored = {k: (list(p), list(a)) for k, (p, a) in rows.items() if len(a)}
+        for key, (prompt, _) in scored.items():
+            if not prompt:
+                raise ValueError(f"row {key!r} has no prompt to condition its answer on")
+        if not scored:
+            return out
+        device = self.model.device
+        runs = [prompt + answer for prompt, answer in scored.values()]
+        width = max(len(run) for run in runs)
+        ids, mask, pos = left_padded(runs, [0] * len(runs), width, self.pad_token_id)
+        # position j's logits predict token j + 1: the answers' are the last ``longest``
+        longest = max(len(answer) for _, answer in scored.values())
+        keep = {"logits_to_keep": longest + 1} if self._keeps_logits else {}
+        logits = self.model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=pos.to(device),
+            use_cache=False,
+            **keep,
+        ).logits[:, -longest - 1 : -1, :]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        targets = ids[:, width - longest :].to(device).unsqueeze(-1)
+        picked = logprobs.gather(-1, targets).squeeze(-1).cpu()
+        for i, (key, (_, answer)) in enumerate(scored.items()):
+            out[key] = picked[i, longest - len(answer) :].tolist()
+        return out
+
     def _forward(
         self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: DynamicCache
     ) -> None:
@@ -155,148 +194,196 @@ class TransformersPolicy:
         """Sample token by token; rows leave the batch as they finish or use their budget.
         Rows with ``plans`` are prefilled first: in place in the decode batch, or in a batch
         of their own when no row has a cache to build it on."""
-        device = self.model.device
+        pending, twin_of = self._claim_plans(plans, kvs)
+        if pending and not any(len(kvs[k]) for k in _in_batch(keys, rows, pending)):
+            # nothing cached to build the batch on (a first call): prefill in a batch of its
+            # own; otherwise the pending rows are forwarded in place, in the decode batch (no
+            # second batch to build and copy, the largest transient of a period)
+            self._prefill_apart(plans, kvs, outcome)
+            pending.clear()
+            twin_of.clear()
+        plans.clear()
+        layout = _layout(keys, rows, pending, twin_of)
+        for key in keys:
+            outcome.rows[key] = RowResult(new_tokens=[], ended=False)
+        stored = _set_aside(keys, layout.batch, rows, kvs)
+        if not layout.batch:
+            return stored
+        cache, mask = self._stack(layout, rows, kvs)
+        if pending:
+            _check_cancelled(session)
+            self._prefill_rows(cache, mask, layout, rows, pending, twin_of)
+            for key in (key for group in layout.groups for key in group):
+                outcome.work.add_prefill(key, len(pending[key]))
+        batch = self._store_idle(layout.batch, rows, cache, mask, outcome, stored)
+        if batch is None:
+            return stored
+        self._sample_rows(session, keys, rows, batch, sampling, outcome, stored)
+        return {key: stored[key] for key in keys if key in stored}
+
+    # -- decode: the batch --------------------------------------------------------------
+    @staticmethod
+    def _claim_plans(
+        plans: list[Plan], kvs: dict[str, RowKV]
+    ) -> tuple[dict[str, list[int]], dict[str, str]]:
+        """Each planned row's starting cache into ``kvs``; returns the tokens each still has
+        to prefill and, for a row whose context equals an earlier row's, that row (its twin:
+        prefilled once, its columns copied)."""
         pending: dict[str, list[int]] = {}
-        twin_of: dict[str, str] = {}  # a row whose context equals an earlier row's
+        twin_of: dict[str, str] = {}
         for plan in plans:
             for key in plan.keys:
                 kvs[key], pending[key] = plan.kv, plan.pending
                 if key != plan.keys[0]:
                     twin_of[key] = plan.keys[0]
+        return pending, twin_of
 
-        def in_batch() -> list[str]:
-            return [k for k in keys if rows[k].max_new > 0 or k in pending]
+    def _prefill_apart(
+        self, plans: list[Plan], kvs: dict[str, RowKV], outcome: ExtendOutcome
+    ) -> None:
+        """Prefill ``plans`` in a batch of their own, into ``kvs``."""
+        filled = Prefilled(kv=kvs)
+        device = self.model.device
+        forward_plans(self._forward, plans, filled, pad_id=self.pad_token_id, device=device)
+        for key, n in filled.forwarded.items():
+            outcome.work.add_prefill(key, n)
 
-        if pending and not any(len(kvs[k]) for k in in_batch()):
-            # nothing cached to build the batch on (a first call): prefill in a batch of its
-            # own; otherwise the pending rows are forwarded in place, in the decode batch (no
-            # second batch to build and copy, the largest transient of a period)
-            filled = Prefilled(kv=kvs)
-            forward_plans(self._forward, plans, filled, pad_id=self.pad_token_id, device=device)
-            for key, n in filled.forwarded.items():
-                outcome.work.add_prefill(key, n)
-            pending.clear()
-            twin_of.clear()
-        plans.clear()
-        # Rows to prefill come first, in groups that one forward each fills in place (see
-        # _prefill_groups); twins (a context an earlier row has) next; then the rows that
-        # only decode. Sampling still draws in request order.
-        width = max((len(rows[k].tokens) - 1 for k in in_batch()), default=0)
-        groups = self._prefill_groups(
-            [k for k in keys if k in pending and k not in twin_of], rows, pending, width
-        )
-        tail_of = {key: len(pending[group[0]]) for group in groups for key in group}
-        tail_of.update({key: tail_of[twin] for key, twin in twin_of.items()})
-        batch = [key for group in groups for key in group] + [k for k in keys if k in twin_of]
-        batch += [k for k in keys if k not in pending and rows[k].max_new > 0]
-        stored: dict[str, CachedRow] = {}
-        for key in keys:
-            outcome.rows[key] = RowResult(new_tokens=[], ended=False)
-            if key not in batch:
-                # a copy: a view would keep the whole old batch alive while the new is built
-                stored[key] = CachedRow(list(rows[key].tokens[:-1]), kvs.pop(key).copy())
-        if not batch:
-            return stored
-        tails = [tail_of.get(k, 0) for k in batch]
-        # room for this call's positions, written in place; riders stop with the last non-rider
-        budgets = [rows[k].max_new for k in batch if rows[k].max_new > 0 and not rows[k].rider]
+    def _stack(
+        self, layout: _Layout, rows: Mapping[str, RowRequest], kvs: dict[str, RowKV]
+    ) -> tuple[DynamicCache, torch.Tensor]:
+        """The batch's cache and mask, with room for this call's positions written in place
+        (riders stop with the last non-rider, so only non-riders size it). The rows are this
+        call's own (prefixes cut for it): the batch they came from is freed layer by layer
+        as this one is built."""
+        budgets = [
+            rows[k].max_new for k in layout.batch if rows[k].max_new > 0 and not rows[k].rider
+        ]
         spare = max(budgets, default=1)
-        # the rows are this call's own (prefixes cut for it): the batch they came from is
-        # freed layer by layer as this one is built
         cache, mask = stack_rows(
-            [kvs[k] for k in batch], width, spare=spare, release=True, tails=tails
+            [kvs[k] for k in layout.batch],
+            layout.width,
+            spare=spare,
+            release=True,
+            tails=layout.tails,
         )
         kvs.clear()  # stack_rows let go of the batch they came from, layer by layer
-        mask = mask.to(device)
-        if pending:
-            if session.cancelled.is_set():
-                session.clear()
-                raise SearchCancelled("the DARWIN search was cancelled")
-            self._prefill_rows(cache, mask, batch, groups, rows, pending, twin_of)
-            for key in (key for group in groups for key in group):
-                outcome.work.add_prefill(key, len(pending[key]))
+        return cache, mask.to(self.model.device)
+
+    def _store_idle(
+        self,
+        batch: list[str],
+        rows: Mapping[str, RowRequest],
+        cache: DynamicCache,
+        mask: torch.Tensor,
+        outcome: ExtendOutcome,
+        stored: dict[str, CachedRow],
+    ) -> _DecodeBatch | None:
+        """Store the rows that only needed their context cached and take them out of the
+        batch; the rows left to decode (``None``: none)."""
         idle = [i for i, k in enumerate(batch) if rows[k].max_new <= 0]
-        for i in idle:  # rows that only needed their context cached
-            stored[batch[i]] = self._stored(
-                rows[batch[i]], outcome.rows[batch[i]], unstack_row(cache, mask, i)
-            )
+        for i in idle:
+            key = batch[i]
+            stored[key] = self._stored(rows[key], outcome.rows[key], unstack_row(cache, mask, i))
         active = [k for k in batch if rows[k].max_new > 0]
         if not active:
-            return stored
+            return None
+        device = self.model.device
         if idle:
             index = torch.tensor([i for i, k in enumerate(batch) if rows[k].max_new > 0])
             cache.batch_select_indices(index.to(device))
             mask = mask[index.to(device)]
-        last = torch.tensor([[rows[k].tokens[-1]] for k in active], device=device)
-        positions = torch.tensor([[len(rows[k].tokens) - 1] for k in active], device=device)
-        generator = torch.Generator(device=device).manual_seed(sampling.seed)
-        warpers = self._warpers(sampling)
+        return _DecodeBatch(
+            keys=active,
+            cache=cache,
+            mask=mask,
+            last=torch.tensor([[rows[k].tokens[-1]] for k in active], device=device),
+            positions=torch.tensor([[len(rows[k].tokens) - 1] for k in active], device=device),
+        )
+
+    # -- decode: the sampling loop ------------------------------------------------------
+    def _sample_rows(
+        self,
+        session: KVSession,
+        keys: list[str],
+        rows: Mapping[str, RowRequest],
+        batch: _DecodeBatch,
+        sampling: Sampling,
+        outcome: ExtendOutcome,
+        stored: dict[str, CachedRow],
+    ) -> None:
+        """One token per active row per step until the period ends (no non-rider can
+        grow); a row leaves the batch, its cache stored, when it ends or fills its budget."""
+        device = self.model.device
+        draw = token_draw(sampling, self._vocabulary, device)
         order_of = {key: i for i, key in enumerate(keys)}
-        perm = self._request_order(active, order_of, device)
+        order = self._request_order(batch.keys, order_of, device)
         step = 0
-        while active:
-            if session.cancelled.is_set():
-                session.clear()
-                raise SearchCancelled("the DARWIN search was cancelled")
-            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-            logits = (
-                self.model(
-                    input_ids=last,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    use_cache=True,
-                    **{self._cache_arg: cache},
-                )
-                .logits[:, -1, :]
-                .float()
-            )
-            for key in active:
+        while True:
+            _check_cancelled(session)
+            logits = self._step_logits(batch)
+            for key in batch.keys:
                 outcome.work.add_decode(key, 1)
-            if perm is None:
-                nxt = self._sample(logits, sampling, warpers, generator)
-            else:  # draw in request order, whatever the batch order
-                drawn = self._sample(logits[perm], sampling, warpers, generator)
-                nxt = torch.empty_like(drawn)
-                nxt[perm] = drawn
-            keep: list[int] = []
-            full: list[int] = []  # rows that used their budget this step
-            for i, key in enumerate(active):
-                token = int(nxt[i])
-                result = outcome.rows[key]
-                if token in self.eos_token_ids and not sampling.ignore_eos:
-                    result.ended = True
-                    continue
-                result.new_tokens.append(token)
-                if token in rows[key].stop_ids and self.detokenize(result.new_tokens).strip():
-                    result.ended = True
-                    continue
-                if len(result.new_tokens) < rows[key].max_new:
-                    keep.append(i)
-                else:
-                    full.append(i)
-            if not any(not rows[active[i]].rider for i in keep):
+            tokens = draw_in_request_order(draw, logits, order)
+            keep, full = self._take_tokens(batch.keys, tokens.tolist(), rows, outcome, sampling)
+            if not any(not rows[batch.keys[i]].rider for i in keep):
                 # the period ends: every row still holding a cache leaves the batch at once
                 leaving = full + keep
-                for i, kv in zip(leaving, unstack_rows(cache, mask, leaving), strict=True):
-                    key = active[i]
+                kvs = unstack_rows(batch.cache, batch.mask, leaving)
+                for i, kv in zip(leaving, kvs, strict=True):
+                    key = batch.keys[i]
                     stored[key] = self._stored(rows[key], outcome.rows[key], kv)
-                break
+                return
             for i in full:
-                key = active[i]
-                kv = unstack_row(cache, mask, i)
+                key = batch.keys[i]
+                kv = unstack_row(batch.cache, batch.mask, i)
                 stored[key] = self._stored(rows[key], outcome.rows[key], kv)
-            if len(keep) < len(active):
-                index = torch.tensor(keep, device=device)
-                cache.batch_select_indices(index)
-                mask, nxt, positions = mask[index], nxt[index], positions[index]
-                active = [active[i] for i in keep]
-                perm = self._request_order(active, order_of, device)
-            last = nxt.view(-1, 1)
-            positions = positions + 1
+            if len(keep) < len(batch.keys):
+                tokens = batch.select(keep, tokens)
+                order = self._request_order(batch.keys, order_of, device)
+            batch.advance(tokens)
             step += 1
             if step % TRIM_EVERY == 0:
                 release_freed_host_memory(device)
-        return {key: stored[key] for key in keys if key in stored}
+
+    def _step_logits(self, batch: _DecodeBatch) -> torch.Tensor:
+        """Feed every active row its last token; the next token's logits, in float32."""
+        batch.mask = torch.cat([batch.mask, batch.mask.new_ones(len(batch.keys), 1)], dim=1)
+        out = self.model(
+            input_ids=batch.last,
+            attention_mask=batch.mask,
+            position_ids=batch.positions,
+            use_cache=True,
+            **{self._cache_arg: batch.cache},
+        )
+        return out.logits[:, -1, :].float()
+
+    def _take_tokens(
+        self,
+        keys: list[str],
+        tokens: list[int],
+        rows: Mapping[str, RowRequest],
+        outcome: ExtendOutcome,
+        sampling: Sampling,
+    ) -> tuple[list[int], list[int]]:
+        """Give each row its drawn token; returns the batch indices of the rows that go on
+        and of those that used their budget with it. A row ends (and is dropped) on
+        end-of-sequence, not kept, or on one of its stop tokens once it has text, kept."""
+        keep: list[int] = []
+        full: list[int] = []
+        for i, (key, token) in enumerate(zip(keys, tokens, strict=True)):
+            result = outcome.rows[key]
+            if token in self.eos_token_ids and not sampling.ignore_eos:
+                result.ended = True
+                continue
+            result.new_tokens.append(token)
+            if token in rows[key].stop_ids and self.detokenize(result.new_tokens).strip():
+                result.ended = True
+                continue
+            if len(result.new_tokens) < rows[key].max_new:
+                keep.append(i)
+            else:
+                full.append(i)
+        return keep, full
 
     @staticmethod
     def _request_order(
@@ -333,8 +420,7 @@ class TransformersPolicy:
         self,
         cache: DynamicCache,
         mask: torch.Tensor,
-        batch: list[str],
-        groups: list[list[str]],
+        layout: _Layout,
         rows: Mapping[str, RowRequest],
         pending: Mapping[str, list[int]],
         twin_of: Mapping[str, str],
@@ -345,17 +431,12 @@ class TransformersPolicy:
         device = mask.device
         width = mask.shape[1]
         first = 0
-        for group in groups:
+        for group in layout.groups:
             tail = len(pending[group[0]])
-            ids = torch.full((len(group), tail), self.pad_token_id, dtype=torch.long)
-            new = torch.zeros(len(group), tail, dtype=torch.long)
-            pos = torch.zeros(len(group), tail, dtype=torch.long)
-            for i, key in enumerate(group):
-                tokens = pending[key]
-                n, start = len(tokens), len(rows[key].tokens) - 1 - len(tokens)
-                ids[i, tail - n :] = torch.tensor(tokens)
-                new[i, tail - n :] = 1
-                pos[i, tail - n :] = torch.arange(start, start + n)
+            starts = [len(rows[k].tokens) - 1 - len(pending[k]) for k in group]
+            ids, new, pos = left_padded(
+                [pending[k] for k in group], starts, tail, self.pad_token_id
+            )
             block = slice(first, first + len(group))
             new = new.to(device)
             self._forward(
@@ -366,7 +447,7 @@ class TransformersPolicy:
             )
             mask[block, width - tail :] = new
             first += len(group)
-        index = {key: i for i, key in enumerate(batch)}
+        index = {key: i for i, key in enumerate(layout.batch)}
         for key, twin in twin_of.items():
             columns = slice(width - len(pending[key]), width)
             copy_columns(cache, index[twin], index[key], columns)
@@ -379,33 +460,106 @@ class TransformersPolicy:
         tokens = list(req.tokens) + result.new_tokens
         return CachedRow(tokens[:-1], kv)
 
-    @staticmethod
-    def _warpers(sampling: Sampling) -> LogitsProcessorList:
-        """transformers' warpers, for sampling without a top-k cut (see :meth:`_sample`)."""
-        warpers = LogitsProcessorList()
-        if sampling.temperature > 0:
-            if sampling.temperature != 1.0:
-                warpers.append(TemperatureLogitsWarper(sampling.temperature))
-            if sampling.top_k > 0:
-                warpers.append(TopKLogitsWarper(sampling.top_k))
-        return warpers
 
-    @staticmethod
-    def _sample(
-        logits: torch.Tensor,
-        sampling: Sampling,
-        warpers: LogitsProcessorList,
-        generator: torch.Generator,
-    ) -> torch.Tensor:
-        if sampling.temperature == 0:
-            return logits.argmax(dim=-1)
-        if 0 < sampling.top_k < logits.shape[-1]:
-            # Same distribution as masking all but the top k and sampling the vocabulary,
-            # but the draw runs over k candidates instead of the whole vocabulary.
-            top, index = logits.topk(sampling.top_k, dim=-1)
-            probs = torch.softmax(top / sampling.temperature, dim=-1)
-            pick = torch.multinomial(probs, 1, generator=generator)
-            return index.gather(-1, pick).view(-1)
-        scores = warpers(None, logits)
-        probs = torch.softmax(scores, dim=-1)
-        return torch.multinomial(probs, 1, generator=generator).view(-1)
+# -- decode: plain parts ---------------------------------------------------------------------
+
+
+@dataclass
+class _Layout:
+    """Where this call's rows sit in the decode batch: the rows to prefill first, in groups
+    that one forward each fills in place (see :meth:`TransformersPolicy._prefill_groups`);
+    twins (a context an earlier row has) next; then the rows that only decode."""
+
+    batch: list[str]
+    groups: list[list[str]]
+    #: columns of the batch's cache: the longest context but its last token
+    width: int
+    #: per batch row, the columns left free at its end for its pending tokens
+    tails: list[int]
+
+
+@dataclass
+class _DecodeBatch:
+    """The rows decoding together, in batch order: their cache and mask, and each row's
+    next input token and position."""
+
+    keys: list[str]
+    cache: DynamicCache
+    mask: torch.Tensor
+    last: torch.Tensor
+    positions: torch.Tensor
+
+    def select(self, keep: list[int], tokens: torch.Tensor) -> torch.Tensor:
+        """Keep only the rows at batch indices ``keep``; returns their ``tokens``."""
+        index = torch.tensor(keep, device=self.mask.device)
+        self.cache.batch_select_indices(index)
+        self.mask, self.positions = self.mask[index], self.positions[index]
+        self.keys = [self.keys[i] for i in keep]
+        return tokens[index]
+
+    def advance(self, tokens: torch.Tensor) -> None:
+        """The drawn ``tokens`` are the next step's inputs, one position further."""
+        self.last = tokens.view(-1, 1)
+        self.positions = self.positions + 1
+
+
+def _in_batch(
+    keys: list[str], rows: Mapping[str, RowRequest], pending: Mapping[str, list[int]]
+) -> list[str]:
+    """Rows the decode batch holds: those with a budget and those with tokens to prefill."""
+    return [k for k in keys if rows[k].max_new > 0 or k in pending]
+
+
+def _layout(
+    keys: list[str],
+    rows: Mapping[str, RowRequest],
+    pending: Mapping[str, list[int]],
+    twin_of: Mapping[str, str],
+) -> _Layout:
+    """Order the batch (sampling still draws in request order) and size its columns."""
+    width = max((len(rows[k].tokens) - 1 for k in _in_batch(keys, rows, pending)), default=0)
+    groups = TransformersPolicy._prefill_groups(
+        [k for k in keys if k in pending and k not in twin_of], rows, pending, width
+    )
+    tail_of = {key: len(pending[group[0]]) for group in groups for key in group}
+    tail_of.update({key: tail_of[twin] for key, twin in twin_of.items()})
+    batch = [key for group in groups for key in group] + [k for k in keys if k in twin_of]
+    batch += [k for k in keys if k not in pending and rows[k].max_new > 0]
+    return _Layout(batch, groups, width, [tail_of.get(k, 0) for k in batch])
+
+
+def _set_aside(
+    keys: list[str], batch: list[str], rows: Mapping[str, RowRequest], kvs: dict[str, RowKV]
+) -> dict[str, CachedRow]:
+    """Store the rows that take no part in the batch (no budget, nothing to prefill) as
+    they are: copies, since a view would keep the whole old batch alive while the new is
+    built."""
+    stored: dict[str, CachedRow] = {}
+    for key in keys:
+        if key not in batch:
+            stored[key] = CachedRow(list(rows[key].tokens[:-1]), kvs.pop(key).copy())
+    return stored
+
+
+def _check_cancelled(session: KVSession) -> None:
+    """Stop a cancelled run: its caches are dropped, and the search sees the error."""
+    if session.cancelled.is_set():
+        session.clear()
+        raise SearchCancelled("the DARWIN search was cancelled")
+
+
+def left_padded(
+    runs: Sequence[Sequence[int]], starts: Sequence[int], width: int, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token runs as one left-padded ``(rows, width)`` block: ids, a mask of the real
+    positions, and their position ids (row ``i`` counts from ``starts[i]``)."""
+    ids = torch.full((len(runs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(runs), width, dtype=torch.long)
+    pos = torch.zeros(len(runs), width, dtype=torch.long)
+    for i, (run, start) in enumerate(zip(runs, starts, strict=True)):
+        n = len(run)
+        if n:
+            ids[i, width - n :] = torch.tensor(run)
+            mask[i, width - n :] = 1
+            pos[i, width - n :] = torch.arange(start, start + n)
+    return ids, mask, pos

@@ -121,3 +121,12 @@ class PolicyEngine(Protocol):
         With ``commit`` the session afterwards holds exactly the requested rows that can
         still grow; without it (look-ahead) the session is left as it was.
         """
+
+    def answer_logprobs(
+        self,
+        session: PolicySession,
+        rows: Mapping[str, tuple[Sequence[int], Sequence[int]]],
+    ) -> dict[str, list[float]]:
+        """Per row ``(prompt ids, answer ids)``: the policy's log-probability of each answer
+        token given the prompt and the answer tokens before it (an empty answer gives an
+        empty list). Batched; leaves the session's caches as they were."""

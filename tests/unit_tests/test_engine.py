@@ -189,3 +189,77 @@ def test_prefill_groups_never_widen_the_batch() -> None:
     for group in groups:
         tail = len(pending[group[0]])
         assert all(len(rows[k].tokens) - 1 - len(pending[k]) + tail <= 299 for k in group)
+
+
+#: Tokens the engine drew on the tiny policy (seed 0) before the decode loop was split into
+#: parts: two rows for 5 tokens, then both continue a's answer (b under its own prompt, so it
+#: is prefilled in place and sits first in the batch: the draw must follow request order).
+PINNED = {
+    "top-k": (
+        Sampling(0.7, 40, seed=1),
+        [[84, 72, 16, 234, 258], [84, 187, 214, 171, 232]],
+        [[61, 61, 164, 22, 60], [6, 63, 22, 190, 87]],
+        3,
+    ),
+    "vocabulary": (
+        Sampling(0.9, 0, seed=2),
+        [[84, 40, 234, 234, 99], [225, 111, 214, 98, 129]],
+        [[84, 143, 117, 145, 107], [148, 234, 84, 84, 219]],
+        4,
+    ),
+    "greedy": (
+        GREEDY,
+        [[84, 72, 239, 84, 84], [84, 234, 88, 63, 84]],
+        [[84, 51, 136, 168, 84], [19, 84, 155, 84, 234]],
+        3,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(PINNED))
+def test_fixed_seed_tokens_and_counters_are_pinned(engine, name: str) -> None:
+    sampling, first_want, second_want, prefilled = PINNED[name]
+    p1 = engine.render([{"role": "user", "content": "Hello there"}])
+    p2 = engine.render([{"role": "user", "content": "Write a long poem about cats"}])
+    session = engine.new_session()
+    first = engine.extend(session, {"a": RowRequest(p1, 5), "b": RowRequest(p2, 5)}, sampling)
+    a = first.rows["a"].new_tokens
+    assert [a, first.rows["b"].new_tokens] == first_want
+    rows = {"a": RowRequest(p1 + a, 5), "b": RowRequest(p2 + a, 5)}
+    second = engine.extend(session, rows, sampling)
+    assert [second.rows[k].new_tokens for k in "ab"] == second_want
+    assert second.work.as_dict() == {"prefilled": prefilled, "decoded": 10}
+
+
+def direct_logprobs(
+    engine: TransformersPolicy, prompt: list[int], answer: list[int]
+) -> list[float]:
+    """Reference: one unpadded forward of prompt + answer, read at the answer's positions."""
+    with torch.no_grad():
+        logits = engine.model(torch.tensor([prompt + answer])).logits[0].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return [float(logprobs[len(prompt) + j - 1, t]) for j, t in enumerate(answer)]
+
+
+def test_answer_logprobs_match_a_direct_forward_and_leave_the_session(engine) -> None:
+    p1 = engine.render([{"role": "user", "content": "Hello there"}])
+    p2 = engine.render([{"role": "user", "content": "Write a long poem about cats"}])
+    answer = engine.tokenize("Cats sleep a lot, and then some more.")
+    session = engine.new_session()
+    engine.extend(session, {"a": RowRequest(p1, 3)}, GREEDY)
+    before = {k: (list(v.tokens), len(v.kv)) for k, v in session.rows.items()}
+    rows = {
+        "long": (p2, answer),  # the longest prompt and answer
+        "short": (p1, answer[:3]),  # shorter in both: left-padded in the batch
+        "one": (p1, answer[:1]),
+        "empty": (p2, []),
+    }
+    got = engine.answer_logprobs(session, rows)
+    assert set(got) == set(rows) and got["empty"] == []
+    for key, (prompt, ans) in rows.items():
+        want = direct_logprobs(engine, list(prompt), list(ans))
+        assert len(got[key]) == len(ans)
+        assert got[key] == pytest.approx(want, abs=1e-5), key
+        assert all(v < 0 for v in got[key])
+    assert {k: (list(v.tokens), len(v.kv)) for k, v in session.rows.items()} == before
+    assert engine.answer_logprobs(session, {"e": (p1, [])}) == {"e": []}

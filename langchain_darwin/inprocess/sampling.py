@@ -1,0 +1,84 @@
+"""How the next token is drawn from a decoding step's logits.
+
+In the manner of transformers' ``generation/logits_process.py``: one small callable per rule,
+chosen once per call to the engine, so the decode loop only says ``draw(logits)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from langchain_darwin.policy.base import Sampling
+
+
+class TokenDraw(Protocol):
+    """Picks one token id per row from ``(rows, vocabulary)`` logits."""
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class GreedyDraw:
+    """``temperature == 0``: the most likely token, no randomness."""
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(dim=-1)
+
+
+@dataclass(frozen=True)
+class TopKDraw:
+    """Samples among the ``top_k`` most likely tokens at ``temperature``: the distribution of
+    masking the rest of the vocabulary to ``-inf``, but the draw runs over k candidates
+    instead of the whole vocabulary."""
+
+    top_k: int
+    temperature: float
+    generator: torch.Generator
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        top, index = logits.topk(self.top_k, dim=-1)
+        probs = torch.softmax(top / self.temperature, dim=-1)
+        pick = torch.multinomial(probs, 1, generator=self.generator)
+        return index.gather(-1, pick).view(-1)
+
+
+@dataclass(frozen=True)
+class VocabularyDraw:
+    """Samples over the whole vocabulary at ``temperature`` (no top-k cut, or one at least
+    as wide as the vocabulary)."""
+
+    temperature: float
+    generator: torch.Generator
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        scores = logits if self.temperature == 1.0 else logits / self.temperature
+        probs = torch.softmax(scores, dim=-1)
+        return torch.multinomial(probs, 1, generator=self.generator).view(-1)
+
+
+def token_draw(sampling: Sampling, vocabulary: int, device: torch.device) -> TokenDraw:
+    """The draw ``sampling`` asks for over logits ``vocabulary`` wide; a sampled draw owns a
+    generator seeded with ``sampling.seed``, so one call's tokens depend on the seed alone."""
+    if sampling.temperature == 0:
+        return GreedyDraw()
+    generator = torch.Generator(device=device).manual_seed(sampling.seed)
+    if 0 < sampling.top_k < vocabulary:
+        return TopKDraw(sampling.top_k, sampling.temperature, generator)
+    return VocabularyDraw(sampling.temperature, generator)
+
+
+def draw_in_request_order(
+    draw: TokenDraw, logits: torch.Tensor, order: torch.Tensor | None
+) -> torch.Tensor:
+    """``draw`` over the rows taken in request order (``order``: their batch indices; ``None``
+    when the batch is in it), returned in batch order: the random numbers a row gets do not
+    depend on where the batch put it."""
+    if order is None:
+        return draw(logits)
+    drawn = draw(logits[order])
+    tokens = torch.empty_like(drawn)
+    tokens[order] = drawn
+    return tokens
