@@ -52,3 +52,36 @@ def make_chat(tiny_dirs: tuple[Path, Path]) -> Callable[..., DarwinChatModel]:
         return DarwinChatModel(**params)
 
     return make
+
+
+# -- real vLLM servers (tests/servers.py): started once per session, together ----------------
+
+
+@pytest.fixture(scope="session")
+def vllm_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    """(policy, reward): the embedded SmolLM2 and a SmolLM2-based reward model on vLLM.
+    A missing vLLM venv fails here (``make vllm``): these tests are never skipped."""
+    from tests.servers import VLLMServer, policy_dir, reward_model_dir, start_servers, vllm_python
+
+    vllm_python()  # fail before building anything when vLLM is not installed
+    logs = tmp_path_factory.mktemp("vllm")
+    policy = VLLMServer(policy_dir(), "smollm2-policy", logs / "policy.log")
+    reward = VLLMServer(reward_model_dir(), "smollm2-reward", logs / "reward.log", pooling=True)
+    start_servers(policy, reward)
+    try:
+        yield policy, reward
+    finally:
+        policy.stop()
+        reward.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_policy_server(vllm_servers: tuple[Any, Any]) -> Any:
+    """The policy server: ``.base_url`` (…/v1), ``.model``, ``.folder``, ``.restart()``."""
+    return vllm_servers[0]
+
+
+@pytest.fixture(scope="session")
+def vllm_reward_server(vllm_servers: tuple[Any, Any]) -> Any:
+    """The reward-model server (``--runner pooling``), same interface."""
+    return vllm_servers[1]
