@@ -51,9 +51,9 @@ from langchain_core.callbacks import CallbackManager
 from langchain_core.messages import HumanMessage
 
 from langchain_darwin import DarwinChatModel
-from langchain_darwin.graph.nodes import PHASES, generated_tokens
 from langchain_darwin.inprocess.engine import TransformersPolicy
 from langchain_darwin.inprocess.models import load_policy
+from langchain_darwin.usage import PHASES, generated_tokens
 
 METHODS = ("ours", "reprefill", "floor")
 NODES = {"seed", "mutate", "decode_chunk", "score", "select_replace", "update_archive", "finish"}

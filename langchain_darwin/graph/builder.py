@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.graph import nodes
-from langchain_darwin.graph.state import DarwinContext, DarwinState
+from langchain_darwin.graph.state import DarwinContext, DarwinInput, DarwinOutput, DarwinState
 
 
 def after_seed(state: DarwinState) -> Literal["mutate", "decode_chunk"]:
@@ -43,13 +43,21 @@ def _resolving(node: Callable[..., Any], resolve: ContextResolver) -> Callable[.
     return run
 
 
-def build_darwin_graph(context: ContextResolver | None = None) -> StateGraph:
+def build_darwin_graph(
+    context: ContextResolver | None = None, context_schema: type[Any] = DarwinContext
+) -> StateGraph:
     """The DARWIN search as an uncompiled StateGraph (compile it with any checkpointer).
 
-    Runs pass a :class:`DarwinContext`; a served graph, which gets none, passes ``context``
-    to build one (see ``graph/deployment.py``).
+    Runs pass a :class:`DarwinContext`; a deployed graph, whose server builds the context
+    from the request's JSON, passes the plain ``context_schema`` it accepts and ``context``
+    to turn that into a DarwinContext (see ``graph/deployment.py``).
     """
-    graph = StateGraph(DarwinState, context_schema=DarwinContext)
+    graph = StateGraph(
+        DarwinState,
+        context_schema=context_schema,
+        input_schema=DarwinInput,
+        output_schema=DarwinOutput,
+    )
     steps = [
         nodes.seed,
         nodes.mutate,

@@ -12,17 +12,28 @@ import warnings
 from typing import Any
 
 from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
 
 from langchain_darwin import archive as archive_ops
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.graph.draws import keyed_rng, keyed_seed
+from langchain_darwin.graph.guard import proximity
 from langchain_darwin.graph.progress import emit, preview
 from langchain_darwin.graph.state import Beam, Best, DarwinContext, DarwinState, new_beam
 from langchain_darwin.mutation import ORIGINAL, mutation_prompt, select_instructions
 from langchain_darwin.policy.base import EngineError, ExtendOutcome, RowRequest, Sampling
+from langchain_darwin.policy.text import answer_text
+from langchain_darwin.rewards.base import RewardError
+from langchain_darwin.usage import (
+    Usage,
+    add_usage,
+    charge,
+    empty_usage,
+    generated_tokens,
+    reward_charge,
+)
 
 SEED_ROW = "seed"
-PHASES = ("seed", "mutation", "beams", "look_ahead")
 #: Ceiling on a mutation reply: twice the instruction's tokens plus this slack. A reply also
 #: ends at its first line break (a rewrite is one line).
 MUTATION_SLACK = 16
@@ -37,15 +48,6 @@ def with_instruction(conversation: list[dict[str, str]], instruction: str) -> li
     out = [dict(m) for m in conversation]
     out[-1]["content"] = instruction
     return out
-
-
-def answer_text(ctx: DarwinContext, tokens: list[int], stop: list[str] | None) -> str:
-    text = ctx.policy.detokenize(tokens)
-    for s in stop or ():
-        cut = text.find(s)
-        if cut >= 0:
-            text = text[:cut]
-    return text
 
 
 def _sampling(cfg: DarwinConfig, state: DarwinState, *purpose: object) -> Sampling:
@@ -72,18 +74,6 @@ def _extend(
         ) from err
 
 
-def _charge(
-    usage: dict[str, dict[str, int]], phase: str, outcome: ExtendOutcome, keys: Any
-) -> None:
-    keys = set(keys)
-    usage[phase]["prefilled"] += sum(v for k, v in outcome.work.prefilled.items() if k in keys)
-    usage[phase]["decoded"] += sum(v for k, v in outcome.work.decoded.items() if k in keys)
-
-
-def generated_tokens(usage: dict[str, dict[str, int]]) -> int:
-    return sum(usage[p]["decoded"] for p in PHASES)
-
-
 def _grow(beam: Beam, new: list[int], ended: bool, cfg: DarwinConfig, ctx: DarwinContext) -> Beam:
     beam = copy.deepcopy(beam)
     beam["answer"].extend(new)
@@ -92,8 +82,8 @@ def _grow(beam: Beam, new: list[int], ended: bool, cfg: DarwinConfig, ctx: Darwi
             beam["lineage"][-1][1] += len(new)
         else:
             beam["lineage"].append([beam["instruction"], len(new)])
-    stopped = bool(cfg.stop) and answer_text(ctx, beam["answer"], None) != answer_text(
-        ctx, beam["answer"], cfg.stop
+    stopped = bool(cfg.stop) and answer_text(ctx.policy, beam["answer"], None) != answer_text(
+        ctx.policy, beam["answer"], cfg.stop
     )
     beam["finished"] = ended or stopped or len(beam["answer"]) >= cfg.max_tokens
     return beam
@@ -124,8 +114,7 @@ def seed(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
             "max_tokens"
         )
     seed_value = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(2**31)
-    usage = {p: {"prefilled": 0, "decoded": 0} for p in PHASES}
-    usage["reward"] = {"positions": 0, "answers": 0}
+    # Overwrite: the records restart with every run, also on a thread that ran before.
     return {
         "config": cfg.model_dump(),
         "seed_value": seed_value,
@@ -133,7 +122,7 @@ def seed(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
         "cycle": 0,
         "period": 0,
         "archive": [{"instruction": conversation[-1]["content"], "reward": None}],
-        "archive_history": [],
+        "archive_history": Overwrite([]),
         "seed": new_beam(prompt, -1),
         "beams": [],
         "instructions": [],
@@ -141,11 +130,11 @@ def seed(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
         "wins": [],
         "best": None,
         "stopped": None,
-        "cycle_rewards": [],
-        "period_scores": [],
-        "mutated_instructions": [],
+        "cycle_rewards": Overwrite([]),
+        "period_scores": Overwrite([]),
+        "mutated_instructions": Overwrite([]),
         "mutation_stats": {"rewrites": 0, "fallbacks": 0, "original": 0},
-        "usage": usage,
+        "usage": Overwrite(empty_usage()),
     }
 
 
@@ -153,7 +142,7 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
     """Pick an archived instruction and have the policy rewrite it, one rewrite per sampled
     sequence; the unfinished seed answer decodes in the same batch."""
     cfg, ctx = config_of(state), runtime.context
-    usage = copy.deepcopy(state["usage"])
+    usage: Usage = {}
     picked = archive_ops.pick(
         state["archive"], keyed_rng(state["seed_value"], state["cycle"], "pick")
     )
@@ -179,9 +168,9 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
         replies = [ctx.policy.detokenize(outcome.rows[k].new_tokens) for k in rows if k != SEED_ROW]
         instructions, kinds = select_instructions(replies, instruction, cfg.n_instructions - kept)
         instructions, kinds = [instruction] * kept + instructions, [ORIGINAL] * kept + kinds
-        _charge(usage, "mutation", outcome, (k for k in rows if k != SEED_ROW))
+        usage = charge("mutation", outcome, (k for k in rows if k != SEED_ROW))
         if SEED_ROW in rows:
-            _charge(usage, "seed", outcome, [SEED_ROW])
+            usage = add_usage(usage, charge("seed", outcome, [SEED_ROW]))
             res = outcome.rows[SEED_ROW]
             updates["seed"] = _grow(seed_beam, res.new_tokens, res.ended, cfg, ctx)
     else:
@@ -210,8 +199,7 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
         "beams": beams,
         "wins": [0.0] * len(instructions),
         "period": 0,
-        "period_scores": [*state["period_scores"], []],
-        "mutated_instructions": [*state["mutated_instructions"], instructions],
+        "mutated_instructions": [instructions],
         "mutation_stats": stats,
         "usage": usage,
     }
@@ -221,7 +209,6 @@ def decode_chunk(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[st
     """Every unfinished beam decodes ``replacement_period`` more tokens under its own
     instruction; the seed answer, if unfinished, decodes alongside."""
     cfg, ctx = config_of(state), runtime.context
-    usage = copy.deepcopy(state["usage"])
     reason = _budget_reason(state, cfg)
     beams = [copy.deepcopy(b) for b in state["beams"]]
     seed_beam = copy.deepcopy(state["seed"])
@@ -245,21 +232,19 @@ def decode_chunk(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[st
         else:
             i = int(key.removeprefix("beam"))
             beams[i] = _grow(beams[i], res.new_tokens, res.ended, cfg, ctx)
-    _charge(usage, "beams", outcome, (k for k in rows if k != SEED_ROW))
-    _charge(usage, "seed", outcome, [SEED_ROW])
+    usage = add_usage(
+        charge("beams", outcome, (k for k in rows if k != SEED_ROW)),
+        charge("seed", outcome, [SEED_ROW]),
+    )
     emit(
         runtime,
         "decode_chunk",
         cycle=state["cycle"],
         period=state["period"] + 1,
         alive=sum(not b["finished"] for b in beams),
-        generated_tokens=generated_tokens(usage),
+        generated_tokens=generated_tokens(add_usage(state["usage"], usage)),
     )
     return {"beams": beams, "seed": seed_beam, "period": state["period"] + 1, "usage": usage}
-
-
-class RewardError(RuntimeError):
-    """The reward model raised or returned something that is not one number per answer."""
 
 
 def _as_float(value: object, who: str) -> float:
@@ -280,7 +265,7 @@ def score(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]
     """Score, against the original conversation, every answer that changed since its last
     score (with optional look-ahead tokens that are decoded for scoring only)."""
     cfg, ctx = config_of(state), runtime.context
-    usage = copy.deepcopy(state["usage"])
+    usage: Usage = {}
     beams = [copy.deepcopy(b) for b in state["beams"]]
     seed_beam = copy.deepcopy(state["seed"])
     pending: dict[str, Beam] = {f"beam{i}": b for i, b in enumerate(beams)}
@@ -297,10 +282,11 @@ def score(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]
             sampling = _sampling(cfg, state, "look_ahead")
             outcome = _extend(ctx, state, "score (look-ahead)", rows, sampling, commit=False)
             tails = {k: r.new_tokens for k, r in outcome.rows.items()}
-            _charge(usage, "look_ahead", outcome, rows)
+            usage = charge("look_ahead", outcome, rows)
     if pending:
         texts = [
-            answer_text(ctx, b["answer"] + tails.get(k, []), cfg.stop) for k, b in pending.items()
+            answer_text(ctx.policy, b["answer"] + tails.get(k, []), cfg.stop)
+            for k, b in pending.items()
         ]
         before = getattr(ctx.reward, "positions_scored", 0)
         try:
@@ -316,14 +302,17 @@ def score(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]
                 f"reward model returned {len(rewards)} scores for {len(texts)} answers; "
                 "it must return exactly one float per answer"
             )
-        usage["reward"]["positions"] += getattr(ctx.reward, "positions_scored", 0) - before
-        usage["reward"]["answers"] += len(texts)
+        positions = getattr(ctx.reward, "positions_scored", 0) - before
+        usage = add_usage(usage, reward_charge(positions, len(texts)))
         for (key, beam), value in zip(pending.items(), rewards, strict=True):
             beam["reward"] = _finite(_as_float(value, key), key)
             beam["scored"] = len(beam["answer"])
-    period_scores = copy.deepcopy(state["period_scores"])
+    period_scores = []
     if beams:
-        period_scores[-1].append([b["reward"] for b in beams])
+        rewards = [b["reward"] for b in beams]
+        period_scores.append(
+            {"cycle": state["cycle"], "period": state["period"], "rewards": rewards}
+        )
     leader = max([*beams, seed_beam], key=_rank_key)
     emit(
         runtime,
@@ -333,7 +322,7 @@ def score(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]
         rewards=[b["reward"] for b in beams],
         seed_reward=seed_beam["reward"],
         best=leader["reward"],
-        leader=preview(answer_text(ctx, leader["answer"], cfg.stop)),
+        leader=preview(answer_text(ctx.policy, leader["answer"], cfg.stop)),
     )
     return {"beams": beams, "seed": seed_beam, "usage": usage, "period_scores": period_scores}
 
@@ -387,28 +376,56 @@ def select_replace(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
     return {"beams": beams, "wins": wins}
 
 
-def _offer(best: Best | None, answer: list[int], reward: float | None, source: str) -> Best | None:
-    if reward is None or (best is not None and not reward > best["reward"]):
+def _offer(
+    best: Best | None, answer: list[int], reward: float | None, score: float, source: str
+) -> Best | None:
+    """``answer`` becomes the best if its score (reward, plus the guard's term when on) is
+    higher; a reward of None (never scored) never wins."""
+    if reward is None or (best is not None and not score > best["score"]):
         return best
-    return Best(answer=list(answer), reward=reward, source=source)
+    return Best(answer=list(answer), reward=reward, score=score, source=source)
+
+
+def _guarded_scores(
+    state: DarwinState, ctx: DarwinContext, cfg: DarwinConfig, candidates: dict[str, Beam]
+) -> tuple[dict[str, float], Usage]:
+    """Each scored candidate's reward plus ``proximity_weight`` times its proximity to the
+    policy under the original conversation (see ``guard.py``); the reward alone when off."""
+    scored = {k: b for k, b in candidates.items() if b["reward"] is not None}
+    scores = {k: float(b["reward"]) for k, b in scored.items()}  # type: ignore[arg-type]
+    if not cfg.proximity_weight or not scored:
+        return scores, {}
+    answers = {k: b["answer"] for k, b in scored.items()}
+    means, positions = proximity(ctx.policy, ctx.session, state["seed"]["prompt"], answers)
+    guarded = {k: r + cfg.proximity_weight * means[k] for k, r in scores.items()}
+    return guarded, {"guard": {"prefilled": positions, "decoded": 0}}
 
 
 def update_archive(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
     """End of a mutation cycle: the best answer competes with the best so far, and the
     instructions that won most often enter the archive if they beat the picked one."""
+    cfg, ctx = config_of(state), runtime.context
     beams, cycle = state["beams"], state["cycle"]
     archive = [dict(e) for e in state["archive"]]
     best = state["best"]
     seed_beam = state["seed"]
     if cycle == 0 and archive and archive[0]["reward"] is None:
         archive[0]["reward"] = seed_beam["reward"]
-    best = _offer(best, seed_beam["answer"], seed_beam["reward"], "seed")
-    cycle_rewards = list(state["cycle_rewards"])
-    history = list(state["archive_history"])
+    candidates = {SEED_ROW: seed_beam, **{f"beam{i}": b for i, b in enumerate(beams)}}
+    scores, usage = _guarded_scores(state, ctx, cfg, candidates)
+    best = _offer(
+        best, seed_beam["answer"], seed_beam["reward"], scores.get(SEED_ROW, -math.inf), "seed"
+    )
+    cycle_rewards: list[float | None] = []
+    history: list[list[dict[str, Any]]] = []
     if beams:
-        i = max(range(len(beams)), key=lambda k: _rank_key(beams[k]))
-        best = _offer(best, beams[i]["answer"], beams[i]["reward"], f"cycle {cycle} beam {i}")
-        cycle_rewards.append(beams[i]["reward"])  # None: a budget ended it before any score
+        i = max(range(len(beams)), key=lambda k: scores.get(f"beam{k}", -math.inf))
+        source = f"cycle {cycle} beam {i}"
+        best = _offer(
+            best, beams[i]["answer"], beams[i]["reward"], scores.get(f"beam{i}", 0), source
+        )
+        # the cycle's best reward (None: a budget ended it before any score)
+        cycle_rewards.append(max(beams, key=_rank_key)["reward"])
         own = {}
         for beam in beams:
             own[beam["instruction"]] = max(own.get(beam["instruction"], -math.inf), _rank_key(beam))
@@ -428,6 +445,7 @@ def update_archive(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
         "best": best,
         "cycle_rewards": cycle_rewards,
         "cycle": cycle + 1,
+        "usage": usage,
     }
 
 
@@ -435,11 +453,11 @@ def finish(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
     """The best answer over the seed and every cycle, as text."""
     cfg, ctx = config_of(state), runtime.context
     best = state["best"]
-    seed_answer = answer_text(ctx, state["seed"]["answer"], cfg.stop)
+    seed_answer = answer_text(ctx.policy, state["seed"]["answer"], cfg.stop)
     if best is None:  # nothing was scored: a budget ended the search before the first score
         return {"answer": seed_answer, "final_reward": None, "seed_answer": seed_answer}
     return {
-        "answer": answer_text(ctx, best["answer"], cfg.stop),
+        "answer": answer_text(ctx.policy, best["answer"], cfg.stop),
         "final_reward": best["reward"],
         "seed_answer": seed_answer,
     }

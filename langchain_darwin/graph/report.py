@@ -5,24 +5,29 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from langchain_darwin.graph.nodes import generated_tokens
-from langchain_darwin.graph.state import DarwinState
+from langchain_darwin.graph.state import DarwinOutput, cycle_period_scores
+from langchain_darwin.usage import generated_tokens
 
 
-def search_metadata(state: DarwinState) -> dict[str, Any]:
+def search_metadata(state: DarwinOutput) -> dict[str, Any]:
     """What a user needs to see of a finished search, as plain data."""
     best = state["best"]  # None when a budget ended the search before any score
     seed_beam = state["seed"]
     winner = None
     if best is not None:
-        winner = {"source": best["source"], "reward": best["reward"], "tokens": len(best["answer"])}
+        winner = {
+            "source": best["source"],
+            "reward": best["reward"],
+            "score": best["score"],  # the reward plus the guard's term, when it is on
+            "tokens": len(best["answer"]),
+        }
     return {
         "final_reward": state["final_reward"],
         "seed_reward": seed_beam["reward"],
         "seed_answer": state.get("seed_answer"),
         "seed_answer_tokens": len(seed_beam["answer"]),
         "cycle_rewards": state["cycle_rewards"],
-        "period_scores": state["period_scores"],
+        "period_scores": cycle_period_scores(state),
         "mutated_instructions": state["mutated_instructions"],
         "mutation_stats": state["mutation_stats"],
         "archive": state["archive"],

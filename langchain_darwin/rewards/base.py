@@ -9,6 +9,10 @@ from collections.abc import Sequence
 Conversation = Sequence[dict[str, str]]
 
 
+class RewardError(RuntimeError):
+    """The reward model raised or returned something that is not one number per answer."""
+
+
 class RewardModel(ABC):
     """Anything that scores candidate answers to one conversation.
 

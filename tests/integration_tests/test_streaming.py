@@ -13,7 +13,7 @@ from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 
 from langchain_darwin import DarwinChatModel
-from langchain_darwin.chat_model import compiled_graph
+from langchain_darwin.graph.builder import compiled_graph
 from langchain_darwin.graph.progress import EVENT_PREFIX
 
 STEPS = {"mutate", "decode_chunk", "score", "select_replace", "update_archive"}

@@ -14,6 +14,7 @@ from langchain_darwin.baselines import (
     method_knobs,
     method_model,
 )
+from langchain_darwin.usage import PHASES
 
 FAST = {"max_tokens": 16, "replacement_period": 6}
 
@@ -89,7 +90,7 @@ def test_every_method_runs_through_the_chat_model(tiny_dirs, method: str) -> Non
     msg = llm.invoke("Tell me about eggs")
     darwin = msg.response_metadata["darwin"]
     usage = darwin["usage"]
-    assert set(usage) == {"seed", "mutation", "beams", "look_ahead", "reward"}
+    assert set(usage) == {*PHASES, "reward"}
     assert msg.usage_metadata["output_tokens"] == darwin["generated_tokens"] > 0
     assert darwin["final_reward"] >= darwin["seed_reward"]
     stats = darwin["mutation_stats"]

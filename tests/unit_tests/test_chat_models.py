@@ -10,10 +10,10 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 
 from langchain_darwin import DarwinChatModel
 from langchain_darwin import chat_model as chat_module
-from langchain_darwin.chat_model import answer_chunks
 from langchain_darwin.config import DarwinConfig
-from langchain_darwin.graph.nodes import PHASES
 from langchain_darwin.graph.progress import preview
+from langchain_darwin.streaming import answer_chunks
+from langchain_darwin.usage import PHASES
 
 
 class TestDarwinChatModelUnit(ChatModelUnitTests):
@@ -120,7 +120,7 @@ def _finished_state(best: dict[str, Any] | None) -> dict[str, Any]:
         "seed": seed,
         "seed_value": 0,
         "cycle_rewards": [None],
-        "period_scores": [[]],
+        "period_scores": [],
         "mutated_instructions": [],
         "mutation_stats": {"rewrites": 0, "fallbacks": 0, "original": 0},
         "archive": [],
@@ -138,7 +138,7 @@ def test_a_search_stopped_before_any_score_still_makes_a_message() -> None:
     assert meta["darwin"]["winner"] is None and meta["darwin"]["final_reward"] is None
     assert meta["darwin"]["answer_tokens"] == 2 and meta["finish_reason"] == "length"
     assert message.usage_metadata["output_tokens"] == 3 * len(PHASES)
-    best = {"answer": [5], "reward": 0.5, "source": "seed"}
+    best = {"answer": [5], "reward": 0.5, "score": 0.5, "source": "seed"}
     meta = DarwinChatModel()._to_message(_finished_state(best), "/m").response_metadata
-    assert meta["darwin"]["winner"] == {"source": "seed", "reward": 0.5, "tokens": 1}
+    assert meta["darwin"]["winner"] == {"source": "seed", "reward": 0.5, "score": 0.5, "tokens": 1}
     assert meta["finish_reason"] == "stop"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from langchain_darwin import DarwinChatModel
+from langchain_darwin.graph.builder import compiled_graph
 
 FAST = {"max_tokens": 24, "replacement_period": 8}
 REQUIRED = {
@@ -102,13 +104,13 @@ def test_multi_turn_mutates_the_last_user_turn_and_rewards_see_the_original(tiny
         AIMessage("An egg is a reproductive body."),
         HumanMessage("How do I boil one?"),
     ]
-    state = llm.run_search(messages)
     original = [
         {"role": "system", "content": "You are terse."},
         {"role": "user", "content": "What is an egg?"},
         {"role": "assistant", "content": "An egg is a reproductive body."},
         {"role": "user", "content": "How do I boil one?"},
     ]
+    state = full_state(llm, messages)
     assert state["conversation"] == original
     assert all(c == original for c in conversations)
     policy = llm._policy(str(tiny_dirs[0]))
@@ -119,13 +121,26 @@ def test_multi_turn_mutates_the_last_user_turn_and_rewards_see_the_original(tiny
     assert state["archive"][0]["instruction"] in {"How do I boil one?"} | set(state["instructions"])
 
 
+def full_state(llm: DarwinChatModel, messages: list, **knobs: Any) -> dict[str, Any]:
+    """The graph's whole final state (working fields too: beams, instructions), which
+    ``run_search`` leaves out of its output."""
+    search = llm.prepare_search(messages, **knobs)
+    try:
+        *_, last = compiled_graph().stream(
+            search.graph_input, search.run_config, context=search.context, stream_mode="values"
+        )
+    finally:
+        search.close()
+    return last
+
+
 @pytest.mark.parametrize("temperature", [0.0, 0.7])
 def test_reprefill_mode_yields_exactly_the_same_tokens(tiny_dirs, temperature: float) -> None:
     llm = DarwinChatModel(
         model=str(tiny_dirs[0]), reward_model=vowels, seed=4, temperature=temperature, **FAST
     )
-    fast = llm.run_search([HumanMessage("Tell me about eggs")], iterations=2)
-    slow = llm.run_search([HumanMessage("Tell me about eggs")], iterations=2, cache="none")
+    fast = full_state(llm, [HumanMessage("Tell me about eggs")], iterations=2)
+    slow = full_state(llm, [HumanMessage("Tell me about eggs")], iterations=2, cache="none")
     for key in ("beams", "seed", "best", "period_scores", "archive", "answer"):
         assert fast[key] == slow[key], key
     assert slow["usage"]["beams"]["prefilled"] > fast["usage"]["beams"]["prefilled"]

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from langchain_darwin import DarwinChatModel
 from langchain_darwin.conversation import ConversationError
-from langchain_darwin.graph.nodes import RewardError
+from langchain_darwin.rewards.base import RewardError
 
 FAST = {"max_tokens": 16, "replacement_period": 8}
 
@@ -100,7 +100,8 @@ def test_nan_and_inf_rewards_rank_last_with_a_warning(tiny_dirs) -> None:
     with pytest.warns(RuntimeWarning, match="ranks last"):
         state = llm.run_search([HumanMessage("Tell me about eggs")])
     assert math.isfinite(state["final_reward"])
-    finite = [b["reward"] for b in state["beams"] if math.isfinite(b["reward"])]
+    last_period = state["period_scores"][-1]["rewards"]  # the beams' rewards at the end
+    finite = [r for r in last_period if math.isfinite(r)]
     assert state["final_reward"] >= max(finite)
 
 

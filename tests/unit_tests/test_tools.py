@@ -20,7 +20,6 @@ from langchain_darwin import DarwinChatModel
 from langchain_darwin.chat_model import message_chunks
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.conversation import ConversationError, to_conversation
-from langchain_darwin.graph.nodes import PHASES
 from langchain_darwin.rewards import CallableReward
 from langchain_darwin.tools import (
     ToolCallValidity,
@@ -30,6 +29,7 @@ from langchain_darwin.tools import (
     tool_spec,
     with_tool_prompt,
 )
+from langchain_darwin.usage import PHASES
 
 FAST = {"max_tokens": 16, "replacement_period": 8, "seed": 0}
 
@@ -310,7 +310,7 @@ def _finished_state(answer: str) -> dict[str, Any]:
     seed = {"answer": [5, 6], "reward": 1.0, "finished": True}
     return {
         "answer": answer,
-        "best": {"answer": [5, 6], "reward": 1.0, "source": "seed"},
+        "best": {"answer": [5, 6], "reward": 1.0, "score": 1.0, "source": "seed"},
         "final_reward": 1.0,
         "seed": seed,
         "seed_value": 0,

