@@ -10,6 +10,7 @@ import json
 import platform
 import re
 import resource
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -24,6 +25,11 @@ from langchain_darwin.inprocess.reward import HFSequenceClassifierReward
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_QUESTIONS = REPO_ROOT.parent / "shared" / "data" / "mt_bench_questions.jsonl"
+
+
+def log(msg: str) -> None:
+    """Progress for the person running a benchmark: stderr, so stdout stays the result."""
+    print(msg, file=sys.stderr, flush=True)
 
 
 # -- data -------------------------------------------------------------------------------
