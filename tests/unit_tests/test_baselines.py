@@ -15,6 +15,7 @@ from langchain_darwin.baselines import (
     method_model,
 )
 from langchain_darwin.usage import PHASES
+from tests.full_state import full_state
 
 FAST = {"max_tokens": 16, "replacement_period": 6}
 
@@ -112,6 +113,6 @@ def test_best_of_n_never_replaces_and_sample_replace_does(tiny_dirs) -> None:
     common = {"model": str(tiny_dirs[0]), "reward_model": vowels, "seed": 1, **FAST}
     for method, replaces in (("best_of_n", False), ("sample_replace", True)):
         llm = method_model(method, 5, **common)
-        state = llm.run_search([HumanMessage("Tell me about eggs")])
+        state = full_state(llm, [HumanMessage("Tell me about eggs")])
         own = [len(b["lineage"]) == 1 for b in state["beams"]]
         assert all(own) != replaces, method

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import statistics
-from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from langchain_darwin import DarwinChatModel
-from langchain_darwin.graph.builder import compiled_graph
+from tests.full_state import full_state
 
 FAST = {"max_tokens": 24, "replacement_period": 8}
 REQUIRED = {
@@ -119,19 +118,6 @@ def test_multi_turn_mutates_the_last_user_turn_and_rewards_see_the_original(tiny
         assert "You are terse." in prompt and "An egg is a reproductive body." in prompt
         assert state["instructions"][beam["instruction"]] in prompt
     assert state["archive"][0]["instruction"] in {"How do I boil one?"} | set(state["instructions"])
-
-
-def full_state(llm: DarwinChatModel, messages: list, **knobs: Any) -> dict[str, Any]:
-    """The graph's whole final state (working fields too: beams, instructions), which
-    ``run_search`` leaves out of its output."""
-    search = llm.prepare_search(messages, **knobs)
-    try:
-        *_, last = compiled_graph().stream(
-            search.graph_input, search.run_config, context=search.context, stream_mode="values"
-        )
-    finally:
-        search.close()
-    return last
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.7])

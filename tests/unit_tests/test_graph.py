@@ -167,7 +167,12 @@ def test_update_archive_adds_the_most_winning_instructions_that_beat_the_picked(
         {"instruction": "instruction 3", "reward": 3.0},
         {"instruction": "instruction 4", "reward": 4.0},
     ]
-    assert out["best"] == {"answer": [4] * 4, "reward": 4.0, "score": 4.0, "source": "cycle 0 beam 4"}
+    assert out["best"] == {
+        "answer": [4] * 4,
+        "reward": 4.0,
+        "score": 4.0,
+        "source": "cycle 0 beam 4",
+    }
     assert out["cycle_rewards"] == [4.0] and out["cycle"] == 1
 
 
