@@ -26,7 +26,7 @@ from filelock import FileLock
 ROOT = Path(__file__).resolve().parents[1]
 #: Seconds a server may take to come up: ~90 s on an idle 2-core machine, minutes more when
 #: the cores are shared or torch.compile's cache (~/.cache/vllm) is cold.
-READY_TIMEOUT = float(os.environ.get("DARWIN_VLLM_READY_TIMEOUT", "300"))
+READY_TIMEOUT = float(os.environ.get("DARWIN_VLLM_READY_TIMEOUT", "900"))
 REWARD_DIRNAME = "smollm2-135m-reward"
 REWARD_SEED = 1234
 _MARKER = ".darwin-complete.json"
