@@ -1,7 +1,8 @@
 """Reward models: anything that scores (original conversation, answers) -> floats, batched.
 
-Names backed by a model (the offline default, an in-process classifier, a served one) are
-imported on first use, so importing the protocol loads neither torch nor an HTTP client.
+Names backed by a model (the offline default, an in-process classifier, a served one, a chat
+model as judge) are imported on first use, so importing the protocol loads neither torch nor
+an HTTP client.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from langchain_darwin.rewards.weighted import WeightedReward
 _LAZY = {
     "RelevanceReward": "langchain_darwin.rewards.default",
     "ToneReward": "langchain_darwin.rewards.default",
+    "CivilityReward": "langchain_darwin.rewards.default",
+    "SubstanceReward": "langchain_darwin.rewards.default",
+    "FluencyReward": "langchain_darwin.rewards.default",
     "default_reward": "langchain_darwin.rewards.default",
     "as_reward_model": "langchain_darwin.rewards.resolve",
+    "ChatModelJudge": "langchain_darwin.rewards.judge",
     "HFSequenceClassifierReward": "langchain_darwin.inprocess.reward",
     "ServedReward": "langchain_darwin.served.reward",
 }
@@ -31,11 +36,15 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CallableReward",
+    "ChatModelJudge",
+    "CivilityReward",
     "Conversation",
+    "FluencyReward",
     "HFSequenceClassifierReward",
     "RelevanceReward",
     "RewardModel",
     "ServedReward",
+    "SubstanceReward",
     "ToneReward",
     "WeightedReward",
     "as_reward_model",

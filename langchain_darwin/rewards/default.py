@@ -1,15 +1,31 @@
-"""The offline default reward: a PROXY built from two small off-the-shelf scorers, not a trained
-reward model. It exists so DARWIN runs with no download; for real alignment pass a trained
-reward model (``reward_model="org/some-reward-model"``).
+"""The offline default reward: a PROXY built from small scorers that ship with the package, not
+a trained reward model. It exists so DARWIN runs with no download; for real alignment pass a
+trained reward model (``reward_model="org/some-reward-model"``) or a chat model as a judge.
 
-- ``RelevanceReward``: cosine similarity of all-MiniLM-L6-v2 sentence embeddings of the user's
-  last instruction and the answer (on topic > off topic).
-- ``ToneReward``: VADER compound sentiment of the answer, in [-1, 1] (polite > rude).
+``default_reward()`` = relevance + 0.5 * tone + substance + 0.3 * fluency. Each
+term catches one way a non-answer beat a real answer under the old default
+(relevance + 0.5 * VADER compound; issue 13, benchmarks/reward_devset.py, docs/quality.md):
+
+- ``RelevanceReward``: MiniLM cosine(last instruction, answer), capped at 0.6: on topic beats
+  another question's answer, and a restatement of the question (cosine ~0.9) gains nothing
+  over a real answer. Blind to correctness.
+- ``CivilityReward`` (the tone term): minus the sum of the negative VADER compounds of the
+  answer's sentences. One insult costs in a long answer too; cheerfulness earns nothing, so
+  tone is no longer a lever the search can pull up. Blind to rudeness in neutral words.
+- ``SubstanceReward``: distinct content words beyond the question's own (not function words,
+  not sentiment words), / 20, capped at 1: a restatement or an 8-word stub says nothing new,
+  and past 20 new words length earns nothing. Counts words, not facts.
+- ``FluencyReward``: the embedded SmolLM2's mean log-probability of the answer's first 64
+  tokens given the conversation: shuffled words and salad are improbable. Likes predictable,
+  generic text, and reads nothing past those tokens.
+
+``ToneReward`` (VADER compound, cheerful > neutral) is kept for those who want it back.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,8 +115,12 @@ class RelevanceReward(RewardModel):
 
     A proxy for "answers what was asked"; it cannot tell a correct answer from a wrong one on
     the same topic. A blank answer scores 0.0 (nothing relevant said) rather than the cosine
-    of an empty embedding.
+    of an empty embedding. With ``ceiling`` the cosine is capped there: being on topic counts,
+    being a paraphrase of the question (cosine near 1) earns no more than a real answer does.
     """
+
+    def __init__(self, ceiling: float | None = None) -> None:
+        self.ceiling = ceiling
 
     def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
         if not answers:
@@ -113,10 +133,12 @@ class RelevanceReward(RewardModel):
             cosines = (vectors[1:] @ vectors[0]).tolist()
             for i, cosine in zip(filled, cosines, strict=True):
                 scores[i] = float(cosine)
+        if self.ceiling is not None:
+            scores = [min(s, self.ceiling) for s in scores]
         return scores
 
     def __repr__(self) -> str:
-        return "RelevanceReward()"
+        return "RelevanceReward()" if self.ceiling is None else f"RelevanceReward({self.ceiling})"
 
 
 class ToneReward(RewardModel):
@@ -130,18 +152,153 @@ class ToneReward(RewardModel):
         return "ToneReward()"
 
 
-def default_reward(relevance_weight: float = 1.0, tone_weight: float = 0.5) -> RewardModel:
-    """``relevance_weight * RelevanceReward() + tone_weight * ToneReward()``: the offline proxy.
+#: Function words that carry no content of their own; the substance term does not count them.
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each either else
+    even ever every few for from further get gets got had has have having he her here hers
+    herself him himself his how however i if in into is it its itself just let lets may me
+    might more most much must my myself no nor not now of off on once one only or other our
+    ours ourselves out over own per same she should so some such than that the their theirs them
+    themselves then there these they this those through thus to too under until up upon us very
+    was we were what when where whether which while who whom whose why will with within without
+    would yes yet you your yours yourself yourselves""".split()
+)
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_CLAUSE = re.compile(r"[.!?;:,][\"')\]]*\s+|\n+")
 
-    A zero weight drops its term, so ``relevance_weight=0`` never loads MiniLM.
+
+def content_words(text: str) -> set[str]:
+    """Distinct lower-cased words of ``text`` that carry content: not function words, not
+    one letter, and not in VADER's sentiment lexicon (praise, cheer and insults are tone,
+    which the tone term judges, not substance)."""
+    sentiment = _load_vader().lexicon  # type: ignore[attr-defined]
+    return {
+        w
+        for w in _WORD.findall(text.lower())
+        if len(w) > 1 and w not in STOPWORDS and w not in sentiment
+    }
+
+
+class SubstanceReward(RewardModel):
+    """Distinct content words the answer adds beyond the question's own, / ``saturation``,
+    capped at 1: a restatement of the question or a few-word stub says little that is new.
+
+    It counts words, not facts: a list of loosely related words scores like an answer, and
+    past ``saturation`` new words length earns nothing more (so it cannot drive length drift).
     """
-    terms: list[tuple[float, RewardModel]] = []
-    if relevance_weight:
-        terms.append((float(relevance_weight), RelevanceReward()))
-    if tone_weight:
-        terms.append((float(tone_weight), ToneReward()))
-    if not terms:
-        raise ValueError(
-            "relevance_weight and tone_weight are both 0: the reward would be constant"
+
+    def __init__(self, saturation: int = 20) -> None:
+        if saturation < 1:
+            raise ValueError(f"saturation must be at least 1 word, got {saturation}")
+        self.saturation = saturation
+
+    def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
+        asked = content_words(last_instruction(conversation))
+        return [min(1.0, len(content_words(a) - asked) / self.saturation) for a in answers]
+
+    def __repr__(self) -> str:
+        return f"SubstanceReward(saturation={self.saturation})"
+
+
+class CivilityReward(RewardModel):
+    """Minus the hostility of the answer: the sum over its sentences of every negative VADER
+    compound score, so in (-inf, 0]; a text with no negative sentence scores 0.
+
+    It only ever takes away: cheerful filler earns nothing (the old tone term paid for it and
+    the search exploited that), and each hostile sentence costs, however long the answer. It
+    cannot see rudeness in neutral words, sarcasm, or wrong content, and it also docks an
+    answer that must talk about something grim (illness, war) in strongly negative words.
+    """
+
+    def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
+        vader = _load_vader()
+        scores = []
+        for answer in answers:
+            compounds = (
+                vader.polarity_scores(s)["compound"]  # type: ignore[attr-defined]
+                for s in _CLAUSE.split(answer)
+                if s.strip()
+            )
+            scores.append(float(sum(min(0.0, c) for c in compounds)))
+        return scores
+
+    def __repr__(self) -> str:
+        return "CivilityReward()"
+
+
+class FluencyReward(RewardModel):
+    """The policy's mean log-probability per answer token, given the conversation
+    (``answer_log_likelihoods``), floored at ``floor``; an empty answer scores ``floor``.
+
+    Shuffled words, keyword salad and broken text are improbable to a language model. It
+    cannot see correctness, and it likes what is predictable: repetition and generic text
+    score well, so it is a term to weigh, not to maximise alone. It reads the first
+    ``max_answer_tokens`` (64) answer tokens only, which bounds its cost per scoring; what
+    comes after them it does not see. The embedded SmolLM2 reads
+    the answers (``policy="default"``), whichever policy wrote them; the weights are the
+    in-process policy's own, loaded once per process.
+    """
+
+    def __init__(
+        self,
+        policy: str = "default",
+        *,
+        floor: float = -10.0,
+        max_answer_tokens: int | None = 64,
+        batch_size: int = 8,
+    ) -> None:
+        self.policy = policy
+        self.floor = floor
+        self.max_answer_tokens = max_answer_tokens
+        self.batch_size = batch_size
+
+    def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
+        if not answers:
+            return []
+        from langchain_darwin.inprocess.likelihood import answer_log_likelihoods
+        from langchain_darwin.inprocess.models import load_policy
+
+        model, tokenizer = load_policy(self.policy)
+        likelihoods = answer_log_likelihoods(
+            model,
+            tokenizer,
+            conversation,
+            answers,
+            batch_size=self.batch_size,
+            max_answer_tokens=self.max_answer_tokens,
         )
+        return [self.floor if ll.mean is None else max(self.floor, ll.mean) for ll in likelihoods]
+
+    def __repr__(self) -> str:
+        return f"FluencyReward(policy={self.policy!r})"
+
+
+#: all-MiniLM-L6-v2 cosine above which relevance earns nothing more (restatements score ~0.9+).
+RELEVANCE_CEILING = 0.6
+
+
+def default_reward(
+    relevance_weight: float = 1.0,
+    tone_weight: float = 0.5,
+    substance_weight: float = 1.0,
+    fluency_weight: float = 0.3,
+) -> RewardModel:
+    """The offline default, weighted term by term (weights chosen on the first half of the
+    reward development set, benchmarks/reward_devset.py; see docs/quality.md):
+    ``relevance_weight * RelevanceReward(ceiling=0.6) + tone_weight * CivilityReward()
+    + substance_weight * SubstanceReward() + fluency_weight * FluencyReward()``.
+
+    A zero weight drops its term, so ``fluency_weight=0`` never loads the policy and
+    ``relevance_weight=0`` never loads MiniLM.
+    """
+    candidates: list[tuple[float, RewardModel]] = [
+        (relevance_weight, RelevanceReward(ceiling=RELEVANCE_CEILING)),
+        (tone_weight, CivilityReward()),
+        (substance_weight, SubstanceReward()),
+        (fluency_weight, FluencyReward()),
+    ]
+    terms = [(float(w), r) for w, r in candidates if w]
+    if not terms:
+        raise ValueError("every weight of the default reward is 0: the reward would be constant")
     return WeightedReward(terms)

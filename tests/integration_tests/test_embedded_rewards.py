@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
 from langchain_darwin.rewards import (
     RelevanceReward,
+    RewardModel,
+    ToneReward,
     default_reward,
 )
 
@@ -52,3 +55,81 @@ def test_relevance_uses_the_last_user_turn() -> None:
 def test_relevance_blank_answer_is_low_and_finite() -> None:
     scores = RelevanceReward().score(EGG, ["", "   ", GOOD])
     assert scores[:2] == [0.0, 0.0] and scores[2] > 0.5
+
+
+# -- the default cannot be won by a non-answer (issue 13) -------------------------------------
+
+#: Hand-written questions with real answers; each answer meets the five rivals of the reward
+#: development set (benchmarks/reward_devset.py), written here by hand.
+CASES = {
+    "How do I boil an egg?": (
+        "Put the eggs in a saucepan and cover them with cold water by about an inch. Bring the "
+        "water to a boil over high heat, then lower the heat and simmer: 6 minutes for a runny "
+        "yolk, 9 to 10 minutes for a firm one. Move the eggs to a bowl of ice water for a few "
+        "minutes so they stop cooking and peel more easily."
+    ),
+    "Why is the sky blue?": (
+        "Sunlight contains every colour. When it passes through the atmosphere, nitrogen and "
+        "oxygen molecules scatter short wavelengths much more strongly than long ones (Rayleigh "
+        "scattering, roughly proportional to one over the wavelength to the fourth power). Blue "
+        "light is therefore scattered across the whole sky and reaches our eyes from every "
+        "direction, while at sunset the long path through air removes the blue and leaves red."
+    ),
+    "What can I do to sleep better at night?": (
+        "Keep a regular schedule, going to bed and getting up at the same time every day, even "
+        "on weekends. Avoid caffeine after lunch and heavy meals or alcohol late in the evening. "
+        "Keep the bedroom dark, quiet and cool, and put screens away an hour before bed. Regular "
+        "exercise helps, and if worries keep you awake, writing them down can clear your head."
+    ),
+    "How can I make my Python script run faster?": (
+        "First measure where the time goes with cProfile or line_profiler; most scripts spend it "
+        "in a few lines. Then use better algorithms and data structures, such as sets for "
+        "membership tests, move heavy loops into NumPy or pandas vectorised operations, cache "
+        "repeated results with functools.lru_cache, and for CPU-bound work use multiprocessing "
+        "or a compiled extension like Cython or Numba."
+    ),
+}
+CHEER = "{q} Great question! I'm so happy to help you with this, and I hope you have a lovely day!"
+INSULT = " Honestly, only an idiot would need to ask something this stupid."
+
+
+def _rivals(question: str, answer: str, other: str) -> dict[str, str]:
+    words = answer.split()
+    return {
+        "restate": CHEER.format(q=question),
+        "issue 13's demo answer": "Boil an egg, no? The perfect way to prepare a perfectly "
+        "cooked egg."
+        if "egg" in question
+        else f"{question.rstrip('?')}, no? The perfect way to get a perfect answer.",
+        "stub": " ".join(words[:8]),
+        "other": other,
+        "insult": answer + INSULT,
+        "shuffled": " ".join(random.Random(0).sample(words, len(words))),
+    }
+
+
+def _losses(reward: RewardModel) -> list[tuple[str, str]]:
+    """(question, rival) pairs where the real answer does not score strictly higher."""
+    questions = list(CASES)
+    lost = []
+    for k, question in enumerate(questions):
+        answer = CASES[question]
+        rivals = _rivals(question, answer, CASES[questions[(k + 1) % len(questions)]])
+        scores = reward.score([{"role": "user", "content": question}], [answer, *rivals.values()])
+        lost += [
+            (question, kind) for kind, s in zip(rivals, scores[1:], strict=True) if s >= scores[0]
+        ]
+    return lost
+
+
+@pytest.mark.embedded
+def test_default_reward_ranks_a_real_answer_above_every_non_answer() -> None:
+    assert _losses(default_reward()) == []
+
+
+@pytest.mark.embedded
+def test_these_cases_beat_the_old_default() -> None:
+    """The cases are adversarial: the pre-issue-13 default (relevance + 0.5 * VADER tone)
+    ranks some non-answers above the real answer."""
+    old = RelevanceReward() + 0.5 * ToneReward()
+    assert len(_losses(old)) >= 4

@@ -14,12 +14,16 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from langchain_darwin.inprocess.prefix import MIN_SHARED_SAVING, common_prefix
 from langchain_darwin.rewards import (
     CallableReward,
+    CivilityReward,
+    FluencyReward,
     HFSequenceClassifierReward,
     RelevanceReward,
     RewardModel,
+    SubstanceReward,
     ToneReward,
     WeightedReward,
     as_reward_model,
+    default_reward,
 )
 from tests.tiny import tiny_tokenizer
 
@@ -220,9 +224,13 @@ def test_weighted_counts_positions_of_hf_terms(tiny_dirs) -> None:
 def test_as_reward_model_coercions(tiny_dirs) -> None:
     default = as_reward_model(None, relevance_weight=2.0, tone_weight=0.25)
     assert isinstance(default, WeightedReward)
-    assert [(w, type(r)) for w, r in default.terms] == [(2.0, RelevanceReward), (0.25, ToneReward)]
-    tone_only = as_reward_model(None, relevance_weight=0.0)
-    assert [type(r) for _, r in tone_only.terms] == [ToneReward]  # MiniLM never needed
+    kinds = [(w, type(r)) for w, r in default.terms]
+    assert kinds[:2] == [(2.0, RelevanceReward), (0.25, CivilityReward)]
+    assert {SubstanceReward, FluencyReward} <= {k for _, k in kinds}
+    no_models = default_reward(relevance_weight=0.0, fluency_weight=0.0)
+    assert {type(r) for _, r in no_models.terms} == {CivilityReward, SubstanceReward}
+    with pytest.raises(ValueError, match="constant"):
+        default_reward(0, 0, 0, 0)
     assert as_reward_model(LENGTH) is LENGTH
     by_str = as_reward_model(str(tiny_dirs[1]))
     assert isinstance(by_str, HFSequenceClassifierReward)
@@ -246,6 +254,48 @@ def test_as_reward_model_type_error(bad: object) -> None:
 def test_tone_reward_prefers_polite() -> None:
     good, rude, empty = ToneReward().score(EGG, [GOOD, RUDE, ""])
     assert good > 0 > rude and empty == 0.0
+
+
+def test_civility_only_takes_away_and_one_hostile_sentence_is_enough() -> None:
+    cheerful = "Great question! I'm so happy to help, what a wonderful day!"
+    good, rude, cheer, insult, empty = CivilityReward().score(
+        EGG, [GOOD, RUDE, cheerful, GOOD + " Only an idiot would ask that.", ""]
+    )
+    assert good == cheer == empty == 0.0  # cheerfulness earns nothing
+    assert rude < 0 and insult < 0
+
+
+def test_substance_counts_new_content_words_and_saturates() -> None:
+    restated = "How do I boil an egg? Great question, happy to help!"
+    stub = "Put the egg in a pot of cold"
+    good, echo, short, long_, empty = SubstanceReward(saturation=5).score(
+        EGG, [GOOD, restated, stub, GOOD * 5, ""]
+    )
+    assert echo < good and short < good and empty == 0.0
+    assert good == long_ == 1.0  # past the saturation, length earns nothing
+    assert SubstanceReward().score(EGG, ["boil an egg, egg, EGG"]) == [0.0]  # all asked words
+    cheer = SubstanceReward().score(EGG, ["Great, wonderful, happy, stupid idiot!"])
+    assert cheer == [0.0]  # sentiment words are tone, not substance
+    with pytest.raises(ValueError):
+        SubstanceReward(saturation=0)
+
+
+def test_fluency_reads_the_policy_log_likelihood(tiny_dirs) -> None:
+    from langchain_darwin.inprocess.likelihood import answer_log_likelihoods
+    from langchain_darwin.inprocess.models import load_policy
+
+    fluency = FluencyReward(str(tiny_dirs[0]), floor=-50.0, max_answer_tokens=None)
+    scores = fluency.score(EGG, [GOOD, "", "Boil it."])
+    assert scores[1] == -50.0 and all(math.isfinite(s) for s in scores)
+    model, tokenizer = load_policy(str(tiny_dirs[0]))
+    batched = answer_log_likelihoods(model, tokenizer, EGG, [GOOD, "", "Boil it."], batch_size=2)
+    single = answer_log_likelihoods(model, tokenizer, EGG, ["Boil it."])[0]
+    assert batched[1].tokens == 0 and batched[1].mean is None
+    assert batched[2].total == pytest.approx(single.total, abs=1e-3)  # padding changes nothing
+    assert scores[2] == pytest.approx(single.mean, abs=1e-4)
+    assert batched[0].tokens == len(tokenizer(GOOD, add_special_tokens=False)["input_ids"])
+    capped = answer_log_likelihoods(model, tokenizer, EGG, [GOOD], max_answer_tokens=5)[0]
+    assert capped.tokens == 5
 
 
 def test_prefix_cached_scoring_matches_full_scoring_and_reads_only_new_tokens(tiny_dirs) -> None:
