@@ -21,13 +21,14 @@ PHASES = ("seed", "mutation", "beams", "look_ahead", "guard")
 #: Counters of the reward model (not the policy).
 REWARD = "reward"
 
-#: ``{phase: {"prefilled": n, "decoded": n}, "reward": {"positions": n, "answers": n}}``
+#: ``{phase: {"prefilled": n, "decoded": n}, "reward": {"positions": n, "answers": n,
+#: "unparsed": n}}``: ``unparsed`` counts a judge's replies that held no score (they rank last)
 Usage = dict[str, dict[str, int]]
 
 
 def empty_usage() -> Usage:
     usage: Usage = {p: {"prefilled": 0, "decoded": 0} for p in PHASES}
-    usage[REWARD] = {"positions": 0, "answers": 0}
+    usage[REWARD] = {"positions": 0, "answers": 0, "unparsed": 0}
     return usage
 
 
@@ -53,8 +54,8 @@ def charge(phase: str, outcome: ExtendOutcome, keys: Iterable[str]) -> Usage:
     }
 
 
-def reward_charge(positions: int, answers: int) -> Usage:
-    return {REWARD: {"positions": positions, "answers": answers}}
+def reward_charge(positions: int, answers: int, unparsed: int = 0) -> Usage:
+    return {REWARD: {"positions": positions, "answers": answers, "unparsed": unparsed}}
 
 
 def generated_tokens(usage: Mapping[str, Mapping[str, int]]) -> int:

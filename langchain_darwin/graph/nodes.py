@@ -179,7 +179,7 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
     stats["rewrites"] += kinds.count("rewrite")
     stats["fallbacks"] += kinds.count("fallback")
     stats["original"] += kinds.count(ORIGINAL)
-    beams = []
+    beams: list[Beam] = []
     for index, text in enumerate(instructions):
         prompt = ctx.policy.render(with_instruction(state["conversation"], text))
         beams.extend(new_beam(prompt, index) for _ in range(cfg.beams_per_instruction))
@@ -289,6 +289,7 @@ def score(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]
             for k, b in pending.items()
         ]
         before = getattr(ctx.reward, "positions_scored", 0)
+        unparsed = getattr(ctx.reward, "unparsed", 0)  # a judge's replies it could not read
         try:
             rewards = list(ctx.reward.score(state["conversation"], texts))
         except Exception as err:
@@ -303,15 +304,16 @@ def score(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]
                 "it must return exactly one float per answer"
             )
         positions = getattr(ctx.reward, "positions_scored", 0) - before
-        usage = add_usage(usage, reward_charge(positions, len(texts)))
+        unparsed = getattr(ctx.reward, "unparsed", 0) - unparsed
+        usage = add_usage(usage, reward_charge(positions, len(texts), unparsed))
         for (key, beam), value in zip(pending.items(), rewards, strict=True):
             beam["reward"] = _finite(_as_float(value, key), key)
             beam["scored"] = len(beam["answer"])
     period_scores = []
     if beams:
-        rewards = [b["reward"] for b in beams]
+        beam_rewards = [b["reward"] for b in beams]
         period_scores.append(
-            {"cycle": state["cycle"], "period": state["period"], "rewards": rewards}
+            {"cycle": state["cycle"], "period": state["period"], "rewards": beam_rewards}
         )
     leader = max([*beams, seed_beam], key=_rank_key)
     emit(
@@ -358,11 +360,13 @@ def select_replace(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
             j = rng.choice(donors)
             donor = state["beams"][j]
             beams[i].update(
-                answer=list(donor["answer"]),
-                lineage=copy.deepcopy(donor["lineage"]),
-                reward=donor["reward"],
-                scored=donor["scored"],
-                finished=donor["finished"],
+                {
+                    "answer": list(donor["answer"]),
+                    "lineage": copy.deepcopy(donor["lineage"]),
+                    "reward": donor["reward"],
+                    "scored": donor["scored"],
+                    "finished": donor["finished"],
+                }
             )
             replaced.append([i, j])
     emit(
@@ -406,7 +410,7 @@ def update_archive(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
     instructions that won most often enter the archive if they beat the picked one."""
     cfg, ctx = config_of(state), runtime.context
     beams, cycle = state["beams"], state["cycle"]
-    archive = [dict(e) for e in state["archive"]]
+    archive = [e.copy() for e in state["archive"]]
     best = state["best"]
     seed_beam = state["seed"]
     if cycle == 0 and archive and archive[0]["reward"] is None:
@@ -417,7 +421,7 @@ def update_archive(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
         best, seed_beam["answer"], seed_beam["reward"], scores.get(SEED_ROW, -math.inf), "seed"
     )
     cycle_rewards: list[float | None] = []
-    history: list[list[dict[str, Any]]] = []
+    history: list[list[archive_ops.ArchiveEntry]] = []
     if beams:
         i = max(range(len(beams)), key=lambda k: scores.get(f"beam{k}", -math.inf))
         source = f"cycle {cycle} beam {i}"
@@ -426,7 +430,7 @@ def update_archive(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
         )
         # the cycle's best reward (None: a budget ended it before any score)
         cycle_rewards.append(max(beams, key=_rank_key)["reward"])
-        own = {}
+        own: dict[int, float] = {}
         for beam in beams:
             own[beam["instruction"]] = max(own.get(beam["instruction"], -math.inf), _rank_key(beam))
         wins = state["wins"]

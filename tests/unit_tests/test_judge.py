@@ -185,3 +185,5 @@ def test_darwin_end_to_end_with_a_judge_as_the_reward(tiny_dirs: tuple[Path, Pat
     darwin = msg.response_metadata["darwin"]
     assert darwin["final_reward"] in (7.0, 4.0)  # never the unparsed floor while 7 exists
     assert judge.judged >= 3 and judge.unparsed == (judge.judged + 1) // 3
+    # the unreadable replies of this search are counted in its metadata
+    assert darwin["usage"]["reward"]["unparsed"] == judge.unparsed > 0
