@@ -43,4 +43,4 @@ test-unit: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/unit_tests
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy langchain_darwin

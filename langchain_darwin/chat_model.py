@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
@@ -39,7 +39,7 @@ from langchain_darwin.conversation import to_conversation
 from langchain_darwin.engines import EngineSpec, get_engine
 from langchain_darwin.graph.builder import compiled_graph, recursion_limit
 from langchain_darwin.graph.report import search_metadata
-from langchain_darwin.graph.state import DarwinContext, DarwinOutput
+from langchain_darwin.graph.state import DarwinContext, DarwinInput, DarwinOutput
 from langchain_darwin.policy.base import PolicyEngine
 from langchain_darwin.rewards.base import RewardModel
 from langchain_darwin.rewards.resolve import as_reward_model
@@ -78,7 +78,7 @@ class PreparedSearch:
     limit, callbacks) and its context (policy, reward model, this run's caches). ``close()``
     frees the caches."""
 
-    graph_input: dict[str, Any]
+    graph_input: DarwinInput
     run_config: RunnableConfig
     context: DarwinContext
     model: str
@@ -290,8 +290,12 @@ class DarwinChatModel(BaseChatModel):
         """Run the DARWIN graph over ``messages`` and return its final state."""
         search = self.prepare_search(messages, stop=stop, callbacks=callbacks, **kwargs)
         try:
-            return compiled_graph().invoke(
-                search.graph_input, config=search.run_config, context=search.context
+            # the v1 overload is typed dict[str, Any] | Any; the output schema is DarwinOutput
+            return cast(
+                DarwinOutput,
+                compiled_graph().invoke(
+                    search.graph_input, config=search.run_config, context=search.context
+                ),
             )
         finally:
             search.close()
@@ -309,8 +313,11 @@ class DarwinChatModel(BaseChatModel):
             self.prepare_search, messages, stop=stop, callbacks=callbacks, **kwargs
         )
         try:
-            return await compiled_graph().ainvoke(
-                search.graph_input, config=search.run_config, context=search.context
+            return cast(
+                DarwinOutput,
+                await compiled_graph().ainvoke(
+                    search.graph_input, config=search.run_config, context=search.context
+                ),
             )
         except asyncio.CancelledError:
             # the node running in LangGraph's executor thread stops at its next token
@@ -378,7 +385,7 @@ class DarwinChatModel(BaseChatModel):
         message = self._to_message(
             state, kwargs.get("model") or self.model, run_manager, self._tool_setup(kwargs)
         )
-        if self._wants_tokens(run_manager):
+        if run_manager is not None and self._wants_tokens(run_manager):
             for chunk in message_chunks(message):
                 run_manager.on_llm_new_token(chunk.text, chunk=ChatGenerationChunk(message=chunk))
         return ChatResult(generations=[ChatGeneration(message=message)])
@@ -397,7 +404,7 @@ class DarwinChatModel(BaseChatModel):
         message = self._to_message(
             state, kwargs.get("model") or self.model, run_manager, self._tool_setup(kwargs)
         )
-        if self._wants_tokens(run_manager):
+        if run_manager is not None and self._wants_tokens(run_manager):
             for chunk in message_chunks(message):
                 await run_manager.on_llm_new_token(
                     chunk.text, chunk=ChatGenerationChunk(message=chunk)
@@ -413,7 +420,11 @@ class DarwinChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
         config, parent = with_stream_parent(config, is_async=False)
-        chunks = super().stream(input, config, stop=stop, **kwargs)
+        # BaseChatModel.stream is a generator function typed as returning an Iterator
+        chunks = cast(
+            Generator[AIMessageChunk, None, None],
+            super().stream(input, config, stop=stop, **kwargs),
+        )
         try:
             token = STREAM_PARENT.set(parent)
             try:  # the whole search runs before the first chunk: _stream reads `parent` then
@@ -435,7 +446,10 @@ class DarwinChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         config, parent = with_stream_parent(config, is_async=True)
-        chunks = super().astream(input, config, stop=stop, **kwargs)
+        chunks = cast(
+            AsyncGenerator[AIMessageChunk, None],
+            super().astream(input, config, stop=stop, **kwargs),
+        )
         try:
             token = STREAM_PARENT.set(parent)
             try:
@@ -456,6 +470,7 @@ class DarwinChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        callbacks: BaseCallbackManager | None
         if run_manager is not None:  # stream_events(version="v3") hands it over
             callbacks = child_callbacks(run_manager, run_manager.run_id, is_async=False)
         else:
@@ -474,6 +489,7 @@ class DarwinChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        callbacks: BaseCallbackManager | None
         if run_manager is not None:
             callbacks = child_callbacks(run_manager, run_manager.run_id, is_async=True)
         else:

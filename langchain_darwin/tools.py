@@ -117,7 +117,13 @@ def _example_value(schema: Mapping[str, Any]) -> Any:
         return {k: _example_value(v) for k, v in schema.get("properties", {}).items()}
     if kind == "array":
         return [_example_value(schema.get("items", {}))]
-    return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(kind, "...")
+    examples: dict[str | None, object] = {
+        "integer": 1,
+        "number": 1.5,
+        "boolean": True,
+        "null": None,
+    }
+    return examples.get(kind, "...")
 
 
 def example_call(spec: Mapping[str, Any]) -> str:
@@ -243,7 +249,7 @@ def parse_tool_call(text: str, tools: Sequence[Any] | ToolSetup) -> ToolCall | N
         parts = _call_parts(obj)
         if parts is not None and parts[0] in validators:
             name, arguments = parts
-            if _valid(validators[name], arguments):
+            if isinstance(arguments, dict) and _valid(validators[name], arguments):
                 return tool_call(name=name, args=dict(arguments), id=new_call_id())
         if len(validators) == 1:
             ((name, validator),) = validators.items()

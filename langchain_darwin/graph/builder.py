@@ -45,7 +45,7 @@ def _resolving(node: Callable[..., Any], resolve: ContextResolver) -> Callable[.
 
 def build_darwin_graph(
     context: ContextResolver | None = None, context_schema: type[Any] = DarwinContext
-) -> StateGraph:
+) -> StateGraph[DarwinState, Any, DarwinInput, DarwinOutput]:
     """The DARWIN search as an uncompiled StateGraph (compile it with any checkpointer).
 
     Runs pass a :class:`DarwinContext`; a deployed graph, whose server builds the context
@@ -87,11 +87,14 @@ def recursion_limit(config: DarwinConfig) -> int:
     return (config.iterations + 1) * per_cycle + 10
 
 
-_GRAPH: CompiledStateGraph | None = None
+#: The compiled graph's type: runs pass a DarwinContext.
+DarwinGraph = CompiledStateGraph[DarwinState, DarwinContext, DarwinInput, DarwinOutput]
+
+_GRAPH: DarwinGraph | None = None
 _GRAPH_LOCK = threading.Lock()
 
 
-def compiled_graph() -> CompiledStateGraph:
+def compiled_graph() -> DarwinGraph:
     """The DARWIN graph compiled once per process (it holds no models)."""
     global _GRAPH
     with _GRAPH_LOCK:

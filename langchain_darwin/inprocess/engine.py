@@ -187,7 +187,7 @@ class TransformersPolicy:
         keys: list[str],
         rows: Mapping[str, RowRequest],
         kvs: dict[str, RowKV],
-        plans: list[Plan],
+        plans: list[Plan[str]],
         sampling: Sampling,
         outcome: ExtendOutcome,
     ) -> dict[str, CachedRow]:
@@ -224,7 +224,7 @@ class TransformersPolicy:
     # -- decode: the batch --------------------------------------------------------------
     @staticmethod
     def _claim_plans(
-        plans: list[Plan], kvs: dict[str, RowKV]
+        plans: list[Plan[str]], kvs: dict[str, RowKV]
     ) -> tuple[dict[str, list[int]], dict[str, str]]:
         """Each planned row's starting cache into ``kvs``; returns the tokens each still has
         to prefill and, for a row whose context equals an earlier row's, that row (its twin:
@@ -239,7 +239,7 @@ class TransformersPolicy:
         return pending, twin_of
 
     def _prefill_apart(
-        self, plans: list[Plan], kvs: dict[str, RowKV], outcome: ExtendOutcome
+        self, plans: list[Plan[str]], kvs: dict[str, RowKV], outcome: ExtendOutcome
     ) -> None:
         """Prefill ``plans`` in a batch of their own, into ``kvs``."""
         filled = Prefilled(kv=kvs)

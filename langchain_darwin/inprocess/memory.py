@@ -12,12 +12,13 @@ import ctypes
 import ctypes.util
 import functools
 import sys
+from collections.abc import Callable
 
 import torch
 
 
 @functools.cache
-def _malloc_trim() -> ctypes._CFuncPtr | None:
+def _malloc_trim() -> Callable[[int], int] | None:  # malloc_trim(size_t pad) -> int
     if not sys.platform.startswith("linux"):
         return None
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import torch
 from transformers import DynamicCache
@@ -15,6 +16,10 @@ from langchain_darwin.inprocess.kv import RowKV, empty_row, stack_rows, unstack_
 
 #: ``forward(input_ids, attention_mask, position_ids, cache) -> per-position output or None``.
 Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, DynamicCache], torch.Tensor | None]
+
+#: Row keys: of the rows asked for (``K``) and of a store's cached rows (``S``).
+K = TypeVar("K", bound=Hashable)
+S = TypeVar("S", bound=Hashable)
 
 
 @dataclass
@@ -35,10 +40,10 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 @dataclass
-class PrefixStore:
+class PrefixStore(Generic[S]):
     """Cached rows, searched by longest common prefix."""
 
-    rows: dict[Hashable, CachedRow] = field(default_factory=dict)
+    rows: dict[S, CachedRow] = field(default_factory=dict)
 
     def clear(self) -> None:
         self.rows.clear()
@@ -53,13 +58,13 @@ class PrefixStore:
 
 
 @dataclass
-class Prefilled:
+class Prefilled(Generic[K]):
     """Per row: its cache after the forward, its last position's output (when asked for),
     and how many positions were forwarded for it (rows sharing a context are charged once)."""
 
-    kv: dict[Hashable, RowKV] = field(default_factory=dict)
-    last: dict[Hashable, torch.Tensor] = field(default_factory=dict)
-    forwarded: dict[Hashable, int] = field(default_factory=dict)
+    kv: dict[K, RowKV] = field(default_factory=dict)
+    last: dict[K, torch.Tensor] = field(default_factory=dict)
+    forwarded: dict[K, int] = field(default_factory=dict)
 
 
 #: A shared prefix is forwarded once, on its own, only when that saves at least this many
@@ -71,7 +76,9 @@ class _Shared:
     """Key of the temporary row that holds a prefix several new rows share."""
 
 
-def _shared_prefix(contexts: Sequence[Sequence[int]], store: PrefixStore, need_last: bool) -> int:
+def _shared_prefix(
+    contexts: Sequence[Sequence[int]], store: PrefixStore[S], need_last: bool
+) -> int:
     """Length of the prefix all ``contexts`` share, when forwarding it once pays off."""
     if len(contexts) < 2:
         return 0
@@ -86,15 +93,15 @@ def _shared_prefix(contexts: Sequence[Sequence[int]], store: PrefixStore, need_l
 
 def prefill(
     forward: Forward,
-    store: PrefixStore,
-    contexts: Mapping[Hashable, Sequence[int]],
+    store: PrefixStore[S],
+    contexts: Mapping[K, Sequence[int]],
     *,
     pad_id: int,
     device: torch.device,
     need_last: bool = False,
     consume: bool = False,
-    evict: Callable[[Hashable], bool] | None = None,
-) -> Prefilled:
+    evict: Callable[[S], bool] | None = None,
+) -> Prefilled[K]:
     """Bring each row's cache up to its whole context, reusing the longest cached prefix.
 
     With ``need_last`` at least the final position is forwarded, so its output is known.
@@ -120,23 +127,23 @@ def prefill(
 
 
 @dataclass
-class Plan:
+class Plan(Generic[K]):
     """What rows with one context still need: the cache they start from and the tokens to
     forward on top of it (``keys`` share the context, so it is forwarded once)."""
 
-    keys: list[Hashable]
+    keys: list[K]
     kv: RowKV
     pending: list[int]
 
 
 def plan_prefill(
     forward: Forward,
-    store: PrefixStore,
-    contexts: Mapping[Hashable, Sequence[int]],
+    store: PrefixStore[S],
+    contexts: Mapping[K, Sequence[int]],
     *,
     pad_id: int,
     device: torch.device,
-) -> tuple[Prefilled, list[Plan]]:
+) -> tuple[Prefilled[K], list[Plan[K]]]:
     """:func:`prefill` up to its batched forward: rows fully cached (or covered by a shared
     head, forwarded here) are in the result; the rest are plans for the caller to forward,
     in place in its own batch or with :func:`forward_plans`."""
@@ -146,21 +153,21 @@ def plan_prefill(
 
 def _plan(
     forward: Forward,
-    store: PrefixStore,
-    contexts: Mapping[Hashable, Sequence[int]],
+    store: PrefixStore[S],
+    contexts: Mapping[K, Sequence[int]],
     *,
     pad_id: int,
     device: torch.device,
     need_last: bool,
-) -> tuple[Prefilled, list[Plan], dict[int, int]]:
+) -> tuple[Prefilled[K], list[Plan[K]], dict[int, int]]:
     """Pick each context's cached prefix. Rows fully cached go straight into the result; the
     rest come back as plans, with the most positions taken from each cached row (by id).
     Its own function so that no local outlives the plan (it would pin a batch)."""
-    out = Prefilled()
-    groups: dict[tuple[int, ...], list[Hashable]] = {}
+    out: Prefilled[K] = Prefilled()
+    groups: dict[tuple[int, ...], list[K]] = {}
     for key, context in contexts.items():
         groups.setdefault(tuple(context), []).append(key)
-    rows = store.rows
+    rows: dict[Any, CachedRow] = store.rows  # the store's keys, and _Shared below
     shared = _shared_prefix(list(groups), store, need_last)
     if shared:
         # Rows that share a prefix nothing cached covers (a prompt read by several beams for
@@ -170,7 +177,7 @@ def _plan(
         _charge(out, next(iter(contexts)), first.forwarded.get(_Shared, 0))
         rows = {**rows, _Shared: CachedRow(head, first.kv[_Shared])}
     search = PrefixStore(rows)
-    plans: list[Plan] = []
+    plans: list[Plan[K]] = []
     reused: dict[int, int] = {}
     for context, keys in groups.items():
         source, kept = search.best_prefix(context)
@@ -188,8 +195,8 @@ def _plan(
 
 def forward_plans(
     forward: Forward,
-    plans: list[Plan],
-    out: Prefilled,
+    plans: list[Plan[K]],
+    out: Prefilled[K],
     *,
     pad_id: int,
     device: torch.device,
@@ -227,7 +234,7 @@ def forward_plans(
 SUPERSEDED_TAIL = 16
 
 
-def _consume(store: PrefixStore, kept: Mapping[int, int]) -> None:
+def _consume(store: PrefixStore[S], kept: Mapping[int, int]) -> None:
     def superseded(row: CachedRow) -> bool:
         n = kept.get(id(row), 0)
         return n >= len(row.tokens) - SUPERSEDED_TAIL and 2 * n >= len(row.tokens)
@@ -236,7 +243,7 @@ def _consume(store: PrefixStore, kept: Mapping[int, int]) -> None:
         del store.rows[key]
 
 
-def _charge(out: Prefilled, key: Hashable, positions: int) -> None:
+def _charge(out: Prefilled[K], key: K, positions: int) -> None:
     """Book forwarded positions to a row (a shared head goes to the first row)."""
     if positions:
         out.forwarded[key] = out.forwarded.get(key, 0) + positions

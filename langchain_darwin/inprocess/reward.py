@@ -110,7 +110,7 @@ class HFSequenceClassifierReward(RewardModel):
         self.max_length = max_length
         self.positions_scored = 0
         self.prefix_cache = prefix_cache
-        self._store = PrefixStore()
+        self._store: PrefixStore[tuple[int, ...]] = PrefixStore()
         self._cache_rows = cache_rows
         self._calls = 0  # cached scoring calls so far; a row remembers the call that wrote it
         self._written: dict[tuple[int, ...], int] = {}

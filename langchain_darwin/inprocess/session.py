@@ -7,7 +7,7 @@ import threading
 from langchain_darwin.inprocess.prefix import PrefixStore
 
 
-class KVSession(PrefixStore):
+class KVSession(PrefixStore[str]):
     """Cached rows of one run. ``reuse_cache=False`` forgets everything before each call,
     which reproduces the reference implementation's re-prefill cost."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,11 @@ class PolicySession(Protocol):
         """Make the engine stop this run at the next token and drop its caches."""
 
 
-class PolicyEngine(Protocol):
+#: The session type an engine makes and takes back (its own: a bare ``PolicyEngine`` is any).
+SessionT = TypeVar("SessionT", bound=PolicySession)
+
+
+class PolicyEngine(Protocol[SessionT]):
     """What the DARWIN graph needs from a language model that writes."""
 
     eos_token_ids: frozenset[int]
@@ -106,11 +110,11 @@ class PolicyEngine(Protocol):
 
     def detokenize(self, tokens: Sequence[int]) -> str: ...
 
-    def new_session(self, reuse_cache: bool = True) -> PolicySession: ...
+    def new_session(self, reuse_cache: bool = True) -> SessionT: ...
 
     def extend(
         self,
-        session: PolicySession,
+        session: SessionT,
         rows: Mapping[str, RowRequest],
         sampling: Sampling,
         *,
@@ -124,7 +128,7 @@ class PolicyEngine(Protocol):
 
     def answer_logprobs(
         self,
-        session: PolicySession,
+        session: SessionT,
         rows: Mapping[str, tuple[Sequence[int], Sequence[int]]],
     ) -> dict[str, list[float]]:
         """Per row ``(prompt ids, answer ids)``: the policy's log-probability of each answer

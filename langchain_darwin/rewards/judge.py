@@ -187,9 +187,10 @@ class ChatModelJudge(RewardModel):
         # prompt 0 shows the answer as B, prompt 1 as A
         wins = {"B": 1.0, "tie": 0.5, "A": 0.0}, {"A": 1.0, "tie": 0.5, "B": 0.0}
         winners = [parse_winner(r) for r in replies]
-        if any(w is None for w in winners):
+        picked = [w for w in winners if w is not None]
+        if len(picked) < len(winners):
             return None
-        return sum(table[w] for table, w in zip(wins, winners, strict=True)) / 2  # type: ignore[index]
+        return sum(table[w] for table, w in zip(wins, picked, strict=True)) / 2
 
     def _scores(self, per_answer: list[list[str]]) -> list[float]:
         scores, missed = [], []

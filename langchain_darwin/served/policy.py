@@ -165,8 +165,8 @@ class ServedPolicy:
         finished, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
         failed = [f for f in finished if f.exception() is not None]
         if failed:
-            for future in futures.values():
-                future.cancel()
+            for pending in futures.values():
+                pending.cancel()
             raise failed[0].exception()  # type: ignore[misc]
         for key in rows:
             future = futures.get(key)
