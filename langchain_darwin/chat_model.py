@@ -41,8 +41,8 @@ from langchain_darwin.graph.builder import compiled_graph, recursion_limit
 from langchain_darwin.graph.report import search_metadata
 from langchain_darwin.graph.state import DarwinContext, DarwinInput, DarwinOutput
 from langchain_darwin.policy.base import PolicyEngine
+from langchain_darwin.reward_models import as_reward_model
 from langchain_darwin.rewards.base import RewardModel
-from langchain_darwin.rewards.resolve import as_reward_model
 from langchain_darwin.streaming import (
     STREAM_PARENT,
     answer_chunks,

@@ -24,8 +24,8 @@ from langchain_darwin.engines import EngineSpec, get_engine
 from langchain_darwin.graph.builder import build_darwin_graph
 from langchain_darwin.graph.state import DarwinContext
 from langchain_darwin.policy.base import PolicySession
+from langchain_darwin.reward_models import as_reward_model
 from langchain_darwin.rewards.base import RewardModel
-from langchain_darwin.rewards.resolve import as_reward_model
 
 
 @dataclass(frozen=True)

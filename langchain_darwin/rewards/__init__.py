@@ -15,13 +15,13 @@ from langchain_darwin.rewards.callable import CallableReward
 from langchain_darwin.rewards.weighted import WeightedReward
 
 _LAZY = {
-    "RelevanceReward": "langchain_darwin.rewards.default",
-    "ToneReward": "langchain_darwin.rewards.default",
-    "CivilityReward": "langchain_darwin.rewards.default",
-    "SubstanceReward": "langchain_darwin.rewards.default",
-    "FluencyReward": "langchain_darwin.rewards.default",
-    "default_reward": "langchain_darwin.rewards.default",
-    "as_reward_model": "langchain_darwin.rewards.resolve",
+    "RelevanceReward": "langchain_darwin.inprocess.default_reward",
+    "ToneReward": "langchain_darwin.inprocess.default_reward",
+    "CivilityReward": "langchain_darwin.inprocess.default_reward",
+    "SubstanceReward": "langchain_darwin.inprocess.default_reward",
+    "FluencyReward": "langchain_darwin.inprocess.default_reward",
+    "default_reward": "langchain_darwin.inprocess.default_reward",
+    "as_reward_model": "langchain_darwin.reward_models",
     "ChatModelJudge": "langchain_darwin.rewards.judge",
     "HFSequenceClassifierReward": "langchain_darwin.inprocess.reward",
     "ServedReward": "langchain_darwin.served.reward",

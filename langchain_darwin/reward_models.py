@@ -1,4 +1,9 @@
-"""Turning whatever the user passed as ``reward_model=`` into a RewardModel."""
+"""Turning whatever the user passed as ``reward_model=`` into a RewardModel.
+
+The reward-model counterpart of ``engines.py``: it knows every kind (the protocol's own in
+``rewards/``, the model-backed ones in each backend), so it stands above them all, and loads
+a backend only when its kind is named.
+"""
 
 from __future__ import annotations
 
@@ -59,7 +64,7 @@ def as_reward_model(
 ) -> RewardModel:
     """The RewardModel that ``spec`` names; the weights only shape the default (``None``)."""
     if spec is None:
-        from langchain_darwin.rewards.default import default_reward
+        from langchain_darwin.inprocess.default_reward import default_reward
 
         return default_reward(relevance_weight=relevance_weight, tone_weight=tone_weight)
     if isinstance(spec, RewardModel):
