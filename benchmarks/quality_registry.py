@@ -103,3 +103,34 @@ ANSWER_SCORES: dict[str, Callable[[], AnswerScore]] = {
 }
 #: The answer scores that can stand as the held-out score (``--held-out``).
 HELD_OUT = ("relevance", "tone")
+
+
+# -- the held-out score of issue 13 -------------------------------------------------------
+
+#: The answer is shown, then the policy is asked which question it answers; the question is
+#: the reply whose likelihood is read. Not a term of the default reward (its fluency term reads
+#: the answer given the question, this the question given the answer).
+REVERSE_PROMPT = "{answer}\n\nWhat question is the text above the answer to?"
+#: Score of an empty answer: nothing in it points at the question.
+REVERSE_EMPTY = -20.0
+
+
+def reverse_likelihood(question: str, answer: str) -> float:
+    """log pi(question | answer) per question token under the embedded policy: does the
+    answer predict what was asked? An on-topic, specific answer does; an answer to another
+    question, a stub or a word salad predict it less. A restatement of the question predicts
+    it best of all (it contains it): this score cannot see that failure (validity measured by
+    ``benchmarks/quality_guard.py validity``)."""
+    if not answer.strip():
+        return REVERSE_EMPTY
+    from langchain_darwin.inprocess.likelihood import answer_log_likelihoods
+    from langchain_darwin.inprocess.models import load_policy
+
+    model, tokenizer = load_policy("default")
+    conversation = [{"role": "user", "content": REVERSE_PROMPT.format(answer=answer.strip())}]
+    (likelihood,) = answer_log_likelihoods(model, tokenizer, conversation, [question])
+    return REVERSE_EMPTY if likelihood.mean is None else likelihood.mean
+
+
+ANSWER_SCORES["reverse"] = lambda: reverse_likelihood
+HELD_OUT = (*HELD_OUT, "reverse")

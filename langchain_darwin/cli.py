@@ -34,8 +34,9 @@ from langchain_darwin.graph.report import plain_json, search_metadata
 from langchain_darwin.policy.base import EngineError
 from langchain_darwin.rewards.base import RewardError
 
-#: ``--demo``: small enough to finish in a couple of minutes on two CPU cores.
-DEMO = {"max_tokens": 96, "replacement_period": 32}
+#: ``--demo``: room for a complete answer to end on end-of-sequence, aimed at about a minute on
+#: two quiet CPU cores; benchmarks/demo_seeds.py measures completeness and failures over seeds.
+DEMO = {"max_tokens": 256, "replacement_period": 64}
 INTERRUPTED = 130
 
 
