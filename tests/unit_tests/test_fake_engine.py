@@ -68,7 +68,8 @@ def test_same_seed_same_search_and_records_restart_per_run() -> None:
 def test_the_guard_trades_reward_for_what_the_policy_finds_likely() -> None:
     changed = 0
     for seed in range(4):
-        plain, guarded = search(seed=seed), search(seed=seed, proximity_weight=1.0)
+        plain = search(seed=seed, proximity_weight=0.0)
+        guarded = search(seed=seed, proximity_weight=1.0)
         assert plain["usage"]["guard"]["prefilled"] == 0 < guarded["usage"]["guard"]["prefilled"]
         # same candidates (the guard acts only at the final choice), other winner
         assert plain["period_scores"] == guarded["period_scores"]
