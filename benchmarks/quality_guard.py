@@ -37,7 +37,7 @@ from quality_registry import reverse_likelihood
 from quality_runs import pick_prompts
 
 OUT = REPO_ROOT / "benchmarks" / "out" / "quality_guard"
-WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
+WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 #: method name -> (graph method, extra knobs)
 METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "best_of_n": ("best_of_n", {}),
@@ -243,9 +243,10 @@ def quality_table(rows: list[dict[str, Any]], weight: float) -> tuple[list[str],
         picks["guard"] = [choose(methods["darwin"][q], weight) for q in qids]
     order = [m for m in ("best_of_n", "darwin", "guard", "keep") if m in picks]
     ref = picks.get("best_of_n")
+    max_tokens = rows[0]["max_tokens"]
     lines = [
         "| method | steering reward | held-out (reverse) | held-out diff vs Best-of-N "
-        "| win vs Best-of-N (held-out) | words | ends on EOS |",
+        "| win vs Best-of-N (held-out) | words | ended before max_tokens |",
         "|---|---|---|---|---|---|---|",
     ]
     for m in order:
@@ -263,7 +264,7 @@ def quality_table(rows: list[dict[str, Any]], weight: float) -> tuple[list[str],
             win = f"{w / len(p):.2f}"
         label = LABELS[m] + (f" (w={weight:g})" if m == "guard" else "")
         words = statistics.fmean(len(x["text"].split()) for x in p)
-        eos = sum(bool(x["finished"]) for x in p)
+        eos = sum(x["tokens"] < max_tokens for x in p)
         lines.append(
             f"| {label} | {fmt(mean_ci([x['reward'] for x in p]))} "
             f"| {fmt(mean_ci([x['held_out'] for x in p]))} | {diff} | {win} | {words:.0f} "
@@ -331,8 +332,8 @@ def cmd_validity(args: argparse.Namespace) -> None:
         real = reverse_likelihood(q, a)
         for kind in RIVALS:
             wins[kind] += real > reverse_likelihood(q, r[kind])
-        if (p + 1) % 10 == 0:
-            log(f"  {p + 1}/{len(pairs)} pairs")
+        if (p + 1) % 5 == 0:
+            log(f"  {p + 1}/{len(pairs)} pairs: " + ", ".join(f"{k} {wins[k]}" for k in RIVALS))
     n = len(pairs)
     print(
         f"reverse likelihood: real answer ranked strictly above the rival, {n} ShareGPT pairs "
