@@ -10,6 +10,7 @@ import pytest
 
 from langchain_darwin import cli, cli_progress
 from langchain_darwin.chat_model import DarwinChatModel
+from langchain_darwin.cli import DEMO
 from langchain_darwin.config import DarwinConfig
 
 SMALL = ["--max-tokens", "8", "--replacement-period", "4", "--seed", "0"]
@@ -60,8 +61,12 @@ def test_flags_become_knobs() -> None:
 
 def test_demo_preset_and_explicit_flags_win() -> None:
     demo = parse("--demo")
-    assert (demo.max_tokens, demo.replacement_period) == (96, 32)
+    assert demo.max_tokens == DEMO["max_tokens"]
+    assert (
+        demo.replacement_period == DEMO["replacement_period"] != DarwinConfig().replacement_period
+    )
     assert parse("--demo", "--max-tokens", "48").max_tokens == 48
+    assert parse("--demo", "--replacement-period", "8").replacement_period == 8
 
 
 def test_seed_is_always_drawn_so_compare_can_share_it() -> None:
