@@ -40,6 +40,7 @@ import torch
 
 from langchain_darwin.rewards import (
     CivilityReward,
+    EchoReward,
     FluencyReward,
     RelevanceReward,
     RewardModel,
@@ -153,7 +154,13 @@ def term_rewards() -> dict[str, RewardModel]:
         "civility": CivilityReward(),
         "substance": SubstanceReward(),
         "fluency": FluencyReward(),
+        "echo": EchoReward(),
     }
+
+
+def _key(name: str, reward: RewardModel) -> str:
+    """A cache key that changes when a term's parameters do (its repr shows them)."""
+    return f"{name}: {reward!r}"
 
 
 def old_default() -> RewardModel:
@@ -169,6 +176,7 @@ def score_terms(
     path = cache / f"terms-{key}.json"
     scores: dict[str, list[list[float]]] = json.loads(path.read_text()) if path.exists() else {}
     for name, reward in term_rewards().items():
+        name = _key(name, reward)
         if name in scores:
             continue
         start = time.perf_counter()
@@ -189,7 +197,7 @@ def _conv(question: str) -> list[dict[str, str]]:
 
 def combine(scores: dict[str, list[list[float]]], reward: RewardModel) -> list[list[float]]:
     """A weighted sum of cached terms, read off the reward's own (weight, term) list."""
-    names = {type(r): n for n, r in term_rewards().items()}
+    names = {type(r): _key(n, r) for n, r in term_rewards().items()}
     terms = WeightedReward.of(reward).terms
     rows = len(next(iter(scores.values())))
     out = [[0.0] * (1 + len(RIVALS)) for _ in range(rows)]
@@ -266,7 +274,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     scores = score_terms(pairs, rivals, args.cache)
     new = default_reward()
     rows: dict[str, list[list[float]]] = {"old default": combine(scores, old_default())}
-    rows.update(scores)
+    current = {_key(n, r): n for n, r in term_rewards().items()}
+    rows.update({current[k]: v for k, v in scores.items() if k in current})
     rows["new default"] = combine(scores, new)
     print(f"new default = {new!r}")
     split = len(pairs) // 2

@@ -34,7 +34,12 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.utils import LC_ID_PREFIX
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
-from langchain_darwin.config import DEFAULT_MODEL, DarwinConfig
+from langchain_darwin.config import (
+    DEFAULT_MODEL,
+    DEFAULT_RELEVANCE_WEIGHT,
+    DEFAULT_TONE_WEIGHT,
+    DarwinConfig,
+)
 from langchain_darwin.conversation import to_conversation
 from langchain_darwin.engines import EngineSpec, get_engine
 from langchain_darwin.graph.builder import compiled_graph, recursion_limit
@@ -117,8 +122,8 @@ class DarwinChatModel(BaseChatModel):
     model: str = DEFAULT_MODEL
     reward_model: Any = None
     config: DarwinConfig = Field(default_factory=DarwinConfig)
-    relevance_weight: float = 1.0
-    tone_weight: float = 0.5
+    relevance_weight: float = DEFAULT_RELEVANCE_WEIGHT
+    tone_weight: float = DEFAULT_TONE_WEIGHT
     validity_weight: float = 1.0
     """Weight of the tool-call validity term (1 for a valid call) added to the reward when
     tools are bound; also a per-call argument."""

@@ -29,7 +29,7 @@ from langchain_darwin.cli_args import (
     knobs_from,
 )
 from langchain_darwin.cli_progress import Tracker, run_with_progress
-from langchain_darwin.config import DarwinConfig
+from langchain_darwin.config import DEFAULT_RELEVANCE_WEIGHT, DEFAULT_TONE_WEIGHT, DarwinConfig
 from langchain_darwin.graph.report import plain_json, search_metadata
 from langchain_darwin.policy.base import EngineError
 from langchain_darwin.rewards.base import RewardError
@@ -57,13 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--relevance-weight",
         type=float,
-        default=1.0,
+        default=DEFAULT_RELEVANCE_WEIGHT,
         help="weight of relevance in the default reward (default: %(default)s)",
     )
     parser.add_argument(
         "--tone-weight",
         type=float,
-        default=0.5,
+        default=DEFAULT_TONE_WEIGHT,
         help="weight of tone in the default reward (default: %(default)s)",
     )
     parser.add_argument("--demo", action="store_true", help="small settings for a quick CPU run")

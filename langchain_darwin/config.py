@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 DEFAULT_MODEL = "default"
 #: How many rewrites one mutation request yields (the paper asks for 5 per call).
 REWRITES_PER_MUTATION = 5
+#: Weights of the offline default reward's relevance and tone (civility) terms, shared by the
+#: chat model, the CLI and ``default_reward`` (chosen on the reward development set).
+DEFAULT_RELEVANCE_WEIGHT = 1.5
+DEFAULT_TONE_WEIGHT = 0.5
 
 
 class DarwinConfig(BaseModel):

@@ -13,6 +13,7 @@ from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from langchain_darwin.config import DEFAULT_RELEVANCE_WEIGHT, DEFAULT_TONE_WEIGHT
 from langchain_darwin.rewards.base import RewardModel
 from langchain_darwin.rewards.callable import CallableReward
 from langchain_darwin.rewards.weighted import WeightedReward
@@ -60,7 +61,10 @@ def _is_pair(item: Any) -> bool:
 
 
 def as_reward_model(
-    spec: Any, *, relevance_weight: float = 1.0, tone_weight: float = 0.5
+    spec: Any,
+    *,
+    relevance_weight: float = DEFAULT_RELEVANCE_WEIGHT,
+    tone_weight: float = DEFAULT_TONE_WEIGHT,
 ) -> RewardModel:
     """The RewardModel that ``spec`` names; the weights only shape the default (``None``)."""
     if spec is None:

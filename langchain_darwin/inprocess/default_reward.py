@@ -2,7 +2,7 @@
 a trained reward model. It exists so DARWIN runs with no download; for real alignment pass a
 trained reward model (``reward_model="org/some-reward-model"``) or a chat model as a judge.
 
-``default_reward()`` = relevance + 0.5 * tone + substance + 0.3 * fluency. Each
+``default_reward()`` = 1.5 * relevance + 0.5 * tone + substance + 0.3 * fluency + echo. Each
 term catches one way a non-answer beat a real answer under the old default
 (relevance + 0.5 * VADER compound; issue 13, benchmarks/reward_devset.py, docs/quality.md):
 
@@ -18,6 +18,8 @@ term catches one way a non-answer beat a real answer under the old default
 - ``FluencyReward``: the embedded SmolLM2's mean log-probability of the answer's first 64
   tokens given the conversation: shuffled words and salad are improbable. Likes predictable,
   generic text, and reads nothing past those tokens.
+- ``EchoReward``: minus the share of the answer's word trigrams copied from the question: a
+  restatement is mostly copy. Blind to a paraphrase; docks an answer that must quote.
 
 ``ToneReward`` (VADER compound, cheerful > neutral) is kept for those who want it back.
 """
@@ -34,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from langchain_darwin.config import DEFAULT_RELEVANCE_WEIGHT, DEFAULT_TONE_WEIGHT
 from langchain_darwin.rewards.base import Conversation, RewardModel
 from langchain_darwin.rewards.weighted import WeightedReward
 
@@ -227,6 +230,39 @@ class CivilityReward(RewardModel):
         return "CivilityReward()"
 
 
+def _word_ngrams(text: str, n: int) -> list[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+class EchoReward(RewardModel):
+    """Minus the share of the answer's word ``n``-grams (trigrams) that also occur in the last
+    user instruction, in [-1, 0]: a reply that restates the question is mostly copy.
+
+    The relevance term cannot tell a restatement from an answer (both are on topic) and the
+    substance term is fooled by a few filler words; this one reads the copying itself. It is
+    blind to a paraphrase in new words, and it docks an answer that must quote the question
+    (rewrite this sentence, make a tweet of this text) in proportion to what it quotes.
+    """
+
+    def __init__(self, n: int = 3) -> None:
+        if n < 1:
+            raise ValueError(f"n must be at least 1 word, got {n}")
+        self.n = n
+
+    def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
+        asked = set(_word_ngrams(last_instruction(conversation), self.n))
+        scores = []
+        for answer in answers:
+            grams = _word_ngrams(answer, self.n)
+            copied = sum(g in asked for g in grams)
+            scores.append(-copied / len(grams) if grams else 0.0)
+        return scores
+
+    def __repr__(self) -> str:
+        return f"EchoReward(n={self.n})"
+
+
 class FluencyReward(RewardModel):
     """The policy's mean log-probability per answer token, given the conversation
     (``answer_log_likelihoods``), floored at ``floor``; an empty answer scores ``floor``.
@@ -279,15 +315,17 @@ RELEVANCE_CEILING = 0.6
 
 
 def default_reward(
-    relevance_weight: float = 1.0,
-    tone_weight: float = 0.5,
+    relevance_weight: float = DEFAULT_RELEVANCE_WEIGHT,
+    tone_weight: float = DEFAULT_TONE_WEIGHT,
     substance_weight: float = 1.0,
     fluency_weight: float = 0.3,
+    echo_weight: float = 1.0,
 ) -> RewardModel:
     """The offline default, weighted term by term (weights chosen on the first half of the
     reward development set, benchmarks/reward_devset.py; see docs/quality.md):
     ``relevance_weight * RelevanceReward(ceiling=0.6) + tone_weight * CivilityReward()
-    + substance_weight * SubstanceReward() + fluency_weight * FluencyReward()``.
+    + substance_weight * SubstanceReward() + fluency_weight * FluencyReward()
+    + echo_weight * EchoReward()``.
 
     A zero weight drops its term, so ``fluency_weight=0`` never loads the policy and
     ``relevance_weight=0`` never loads MiniLM.
@@ -297,6 +335,7 @@ def default_reward(
         (tone_weight, CivilityReward()),
         (substance_weight, SubstanceReward()),
         (fluency_weight, FluencyReward()),
+        (echo_weight, EchoReward()),
     ]
     terms = [(float(w), r) for w, r in candidates if w]
     if not terms:

@@ -15,6 +15,7 @@ from langchain_darwin.inprocess.prefix import MIN_SHARED_SAVING, common_prefix
 from langchain_darwin.rewards import (
     CallableReward,
     CivilityReward,
+    EchoReward,
     FluencyReward,
     HFSequenceClassifierReward,
     RelevanceReward,
@@ -226,11 +227,11 @@ def test_as_reward_model_coercions(tiny_dirs) -> None:
     assert isinstance(default, WeightedReward)
     kinds = [(w, type(r)) for w, r in default.terms]
     assert kinds[:2] == [(2.0, RelevanceReward), (0.25, CivilityReward)]
-    assert {SubstanceReward, FluencyReward} <= {k for _, k in kinds}
+    assert {SubstanceReward, FluencyReward, EchoReward} <= {k for _, k in kinds}
     no_models = default_reward(relevance_weight=0.0, fluency_weight=0.0)
-    assert {type(r) for _, r in no_models.terms} == {CivilityReward, SubstanceReward}
+    assert {type(r) for _, r in no_models.terms} == {CivilityReward, SubstanceReward, EchoReward}
     with pytest.raises(ValueError, match="constant"):
-        default_reward(0, 0, 0, 0)
+        default_reward(0, 0, 0, 0, 0)
     assert as_reward_model(LENGTH) is LENGTH
     by_str = as_reward_model(str(tiny_dirs[1]))
     assert isinstance(by_str, HFSequenceClassifierReward)
@@ -263,6 +264,20 @@ def test_civility_only_takes_away_and_one_hostile_sentence_is_enough() -> None:
     )
     assert good == cheer == empty == 0.0  # cheerfulness earns nothing
     assert rude < 0 and insult < 0
+
+
+def test_echo_is_the_share_of_trigrams_copied_from_the_question() -> None:
+    question = [{"role": "user", "content": "How long should I boil an egg for breakfast?"}]
+    restated = "How long should I boil an egg for breakfast? Great question, happy to help!"
+    quoting = "Boil an egg for nine minutes, then cool it in cold water."
+    good, echo, quote, short, empty = EchoReward().score(
+        question, [GOOD, restated, quoting, "Nine minutes.", ""]
+    )
+    assert good == 0.0 and short == 0.0 and empty == 0.0  # nothing copied, or too short
+    assert -1.0 <= echo < quote < 0.0  # a restatement copies most of itself
+    assert quote == pytest.approx(-2 / 10)  # 12 words, 10 trigrams: boil-an-egg, an-egg-for
+    with pytest.raises(ValueError):
+        EchoReward(n=0)
 
 
 def test_substance_counts_new_content_words_and_saturates() -> None:
