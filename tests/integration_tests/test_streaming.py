@@ -136,12 +136,7 @@ def test_score_progress_carries_a_leader_preview(make_chat: Factory) -> None:
         ]
     finally:
         search.close()
-    if "leader" not in scores[0]:
-        pytest.skip(
-            "score's progress payload has no 'leader' text yet (graph/nodes.py emits cycle, "
-            "period, rewards, seed_reward, best); requested from the nodes' owner"
-        )
-    assert all(isinstance(s["leader"], str) for s in scores)
+    assert scores and all(isinstance(s.get("leader"), str) for s in scores)
 
 
 def test_inside_a_langgraph_node_progress_and_answer_reach_the_outer_stream(
