@@ -6,6 +6,7 @@ chosen once per call to the engine, so the decode loop only says ``draw(logits)`
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -82,3 +83,12 @@ def draw_in_request_order(
     tokens = torch.empty_like(drawn)
     tokens[order] = drawn
     return tokens
+
+
+def request_order(
+    batch: Sequence[str], order_of: Mapping[str, int], device: torch.device
+) -> torch.Tensor | None:
+    """Batch indices of the ``batch`` rows in request order (``order_of``: each row's place
+    in the request), for :func:`draw_in_request_order`; ``None`` when already in it."""
+    order = sorted(range(len(batch)), key=lambda i: order_of[batch[i]])
+    return None if order == list(range(len(batch))) else torch.tensor(order, device=device)
