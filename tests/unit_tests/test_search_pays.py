@@ -76,3 +76,36 @@ def test_without_replacement_the_search_is_only_best_of_n() -> None:
     fake policy ignores its instruction), so the gain above comes from replacement."""
     gain, se = paired_gain("mutate_best_of_n", 5)
     assert abs(gain) < 3 * se + 0.5, (gain, se)
+
+
+def test_softmax_selection_also_pays() -> None:
+    gain, se = paired_gain("sample_replace", 5, selection="softmax", selection_temperature=0.5)
+    assert gain - 3 * se > 0, (gain, se)
+
+
+def test_without_the_seed_answer_no_seed_is_decoded_and_a_beam_wins() -> None:
+    config = method_config(
+        "darwin", 5, DarwinConfig(max_tokens=64, replacement_period=32, seed=0, seed_answer=False)
+    )
+    engine = FakeEngine()
+    context = DarwinContext(engine, CallableReward(letter_e), engine.new_session())
+    out = compiled_graph().invoke(
+        {"conversation": CONVERSATION, "config": config.model_dump()},
+        {"recursion_limit": recursion_limit(config)},
+        context=context,
+    )
+    assert out["seed"]["answer"] == [] and out["seed"]["reward"] is None
+    assert "seed" not in out["usage"] or out["usage"]["seed"]["decoded"] == 0
+    assert out["best"]["source"].startswith("cycle 0 beam") and out["answer"]
+
+
+def test_the_paper_preset_is_the_paper_whatever_the_defaults() -> None:
+    paper = DarwinConfig.preset("paper", max_tokens=64)
+    assert (paper.replacement_period, paper.survivors, paper.selection) == (40, 3, "top_k")
+    assert paper.mutation and paper.replacement and paper.seed_answer
+    assert paper.iterations == 1 and paper.n_beams == 5 and paper.look_ahead == 0
+    assert paper.proximity_weight == 0 and not paper.keep_picked and paper.max_tokens == 64
+    with pytest.raises(ValueError, match="unknown preset"):
+        DarwinConfig.preset("papr")
+    with pytest.raises(ValueError, match="seed_answer=False with iterations=0"):
+        DarwinConfig(seed_answer=False, iterations=0)
