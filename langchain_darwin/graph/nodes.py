@@ -413,13 +413,26 @@ def select_replace(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
 
 
 def _offer(
-    best: Best | None, answer: list[int], reward: float | None, score: float, source: str
+    best: Best | None,
+    answer: list[int],
+    reward: float | None,
+    score: float,
+    source: str,
+    written_by: tuple[str, str | None] = ("seed", None),
 ) -> Best | None:
     """``answer`` becomes the best if its score (reward, plus the guard's term when on) is
-    higher; a reward of None (never scored) never wins."""
+    higher; a reward of None (never scored) never wins. ``written_by``: (kind, instruction)."""
     if reward is None or (best is not None and not score > best["score"]):
         return best
-    return Best(answer=list(answer), reward=reward, score=score, source=source)
+    kind, instruction = written_by
+    return Best(
+        answer=list(answer),
+        reward=reward,
+        score=score,
+        source=source,
+        kind=kind,
+        instruction=instruction,
+    )
 
 
 def _guarded_scores(
@@ -457,8 +470,16 @@ def update_archive(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
     if beams:
         i = max(range(len(beams)), key=lambda k: scores.get(f"beam{k}", -math.inf))
         source = f"cycle {cycle} beam {i}"
+        k = beams[i]["instruction"]
+        kinds = state.get("instruction_kinds") or []
+        written_by = (kinds[k] if k < len(kinds) else "original", state["instructions"][k])
         best = _offer(
-            best, beams[i]["answer"], beams[i]["reward"], scores.get(f"beam{i}", 0), source
+            best,
+            beams[i]["answer"],
+            beams[i]["reward"],
+            scores.get(f"beam{i}", 0),
+            source,
+            written_by,
         )
         # the cycle's best reward (None: a budget ended it before any score)
         cycle_rewards.append(max(beams, key=_rank_key)["reward"])

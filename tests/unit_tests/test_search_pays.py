@@ -109,3 +109,35 @@ def test_the_paper_preset_is_the_paper_whatever_the_defaults() -> None:
         DarwinConfig.preset("papr")
     with pytest.raises(ValueError, match="seed_answer=False with iterations=0"):
         DarwinConfig(seed_answer=False, iterations=0)
+
+
+@pytest.mark.parametrize("method", ["darwin", "sample_replace", "sample"])
+def test_the_summary_says_where_the_winner_came_from(method: str) -> None:
+    from langchain_darwin.graph.report import describe_search, search_summary
+
+    config = method_config(
+        method, 5, DarwinConfig(max_tokens=64, replacement_period=32, ignore_eos=True, seed=2)
+    )
+    engine = FakeEngine()
+    context = DarwinContext(engine, CallableReward(letter_e), engine.new_session())
+    out = compiled_graph().invoke(
+        {"conversation": CONVERSATION, "config": config.model_dump()},
+        {"recursion_limit": recursion_limit(config)},
+        context=context,
+    )
+    summary = search_summary(out)
+    assert summary["winner"] == out["best"]["source"]
+    assert summary["seed_reward"] == out["seed"]["reward"]
+    if method == "sample":
+        assert summary["from_seed"] and summary["best_beam_reward"] is None
+        assert "the seed answer" in describe_search(summary)
+        return
+    assert summary["best_beam_reward"] == max(out["cycle_rewards"])
+    assert summary["best_beam_minus_seed"] == summary["best_beam_reward"] - summary["seed_reward"]
+    if not summary["from_seed"]:
+        cycle, beam = (int(x) for x in summary["winner"].split()[1::2])
+        assert summary["instruction"] == out["mutated_instructions"][cycle][beam]
+        expected = "original" if method == "sample_replace" else ("rewrite", "fallback")
+        assert summary["kind"] in expected
+        assert summary["winner"] in describe_search(summary)
+    assert f"{summary['best_beam_reward']:.3f}" in describe_search(summary)
