@@ -172,6 +172,8 @@ def test_update_archive_adds_the_most_winning_instructions_that_beat_the_picked(
         "reward": 4.0,
         "score": 4.0,
         "source": "cycle 0 beam 4",
+        "kind": "original",  # the state names no kinds: instructions count as the original
+        "instruction": "instruction 4",
     }
     assert out["cycle_rewards"] == [4.0] and out["cycle"] == 1
 
