@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
+import signal
 import sys
 import threading
 import time
@@ -207,6 +209,10 @@ def done_keys(store: Path) -> set[tuple[Any, str]]:
         return {(r["qid"], r["config"]) for r in map(json.loads, fh) if r}
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run(args: argparse.Namespace) -> None:
     from langchain_darwin.served.policy import ServedPolicy
     from tests.servers import VLLMServer, policy_dir, start_servers
@@ -214,6 +220,7 @@ def run(args: argparse.Namespace) -> None:
     configs = ["bon", *args.configs]
     for name in args.configs:
         parse_config(name)  # a typo fails before the server starts
+    signal.signal(signal.SIGTERM, _interrupt)  # `timeout` stops the run: stop the server too
     store, lock = Path(args.store), threading.Lock()
     store.parent.mkdir(parents=True, exist_ok=True)
     done = done_keys(store)
@@ -238,9 +245,12 @@ def run(args: argparse.Namespace) -> None:
                 fh.write(json.dumps(row) + "\n")
             return f"q{q['id']} {name}: {body['wall_s']} s (reward {body['reward_s']} s)"
 
-        with ThreadPoolExecutor(args.concurrency) as pool:
+        pool = ThreadPoolExecutor(args.concurrency)
+        try:
             for future in as_completed([pool.submit(one, q, c) for q, c in jobs]):
                 log(future.result())
+        finally:  # stopped (SIGTERM from `timeout`, ^C): searches in flight are dropped
+            pool.shutdown(wait=False, cancel_futures=True)
     finally:
         server.stop()
 
@@ -258,7 +268,11 @@ def main() -> None:
     parser.add_argument("--plot", default=str(REPO_ROOT / "docs" / "img" / "frontier.png"))
     args = parser.parse_args()
     if not args.report_only:
-        run(args)
+        try:
+            run(args)
+        except KeyboardInterrupt:
+            log("stopped; the records so far are kept (run again to resume)")
+            os._exit(1)  # worker threads blocked on the stopped server need not be joined
     report(Path(args.store), Path(args.plot))
 
 
