@@ -82,9 +82,9 @@ def bon_at(curve: list[dict[str, float]], tokens: float) -> tuple[float, bool]:
 
 
 def family(config: str) -> str:
-    """A curve of the plot: the config without its MC (method:nb:m[:variant])."""
-    parts = config.split(":")
-    return ":".join([parts[0], *parts[2:]])
+    """A curve of the plot: the config without its MC, spelled out."""
+    method, _, nb, m, *variant = config.split(":")
+    return f"{method} nb={nb} m={m}" + (f" {variant[0]}" if variant else "")
 
 
 def beams_multiple(config: str) -> int:
@@ -246,6 +246,25 @@ def partial_vs_final(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def distinct_finals(records: list[dict[str, Any]]) -> list[str]:
+    """Share of a cycle's final beams whose reward no other final beam of that cycle has:
+    a copy the reward cannot tell from its donor is a beam spent twice on one candidate."""
+    shares: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        if r["config"] == "bon":
+            continue
+        for cycle in r["period_scores"]:
+            final = [round(x, 9) for x in cycle[-1] if x is not None]
+            if final:
+                shares[r["config"]].append(sum(final.count(x) == 1 for x in final) / len(final))
+    lines = [
+        "(b') final beams with a reward no other beam of their cycle has (distinct candidates):"
+    ]
+    for config, values in sorted(shares.items()):
+        lines.append(f"    {config}: {_fmt(mean_ci(values))} over {len(values)} cycles")
+    return lines
+
+
 def mutation_stats(records: list[dict[str, Any]]) -> list[str]:
     """(c) share of real rewrites, and the winner's instruction kind."""
     rewrites = sum(r["mutation_stats"]["rewrites"] for r in records if "mutation_stats" in r)
@@ -276,7 +295,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
         size = min(len(c) for c in curves)
         x = [statistics.fmean(c[n]["generated"] for c in curves) for n in range(size)]
         cis = [mean_ci([c[n]["reward"] for c in curves]) for n in range(size)]
-        ax.plot(x, [c[0] for c in cis], "k-", label="Best-of-N (N=1..32, pool subsets)")
+        ax.plot(x, [c[0] for c in cis], "k-", label=f"Best-of-N (N=1..{size}, pool subsets)")
         ax.fill_between(x, [c[1] for c in cis], [c[2] for c in cis], color="k", alpha=0.12)
     rows = config_rows(records, None)
     fams: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -312,6 +331,7 @@ def report(store: Path, plot_path: Path) -> None:
         print("\n".join(table(records, half)))
     print()
     print("\n".join(partial_vs_final(records)))
+    print("\n".join(distinct_finals(records)))
     print("\n".join(mutation_stats(records)))
     plot(records, plot_path)
     print(f"plot: {plot_path}")
