@@ -135,20 +135,24 @@ def build_reward() -> TimedReward:
 # -- searches -------------------------------------------------------------------------------
 
 
-def run_pool(policy: Any, reward: TimedReward, q: dict[str, Any], args: Any) -> dict[str, Any]:
-    """Best-of-N's pool: ``args.pool`` independent samples of the original question, each
+def run_pool(
+    policy: Any, reward: TimedReward, q: dict[str, Any], args: Any, start: int = 0
+) -> dict[str, Any]:
+    """Best-of-N's pool: samples ``start`` .. ``args.pool - 1`` of the original question (a
+    larger ``--pool`` later adds samples; the report joins a question's records), each
     scored once at the end, as Best-of-N is (not every period)."""
     from langchain_darwin.policy.base import RowRequest, Sampling
 
     conversation = [{"role": "user", "content": q["prompt"]}]
     t0 = time.perf_counter()
     prompt = policy.render(conversation)
-    rows = {f"s{i}": RowRequest(prompt, args.max_tokens) for i in range(args.pool)}
+    rows = {f"s{i}": RowRequest(prompt, args.max_tokens) for i in range(start, args.pool)}
     outcome = policy.extend(policy.new_session(), rows, Sampling(0.7, 40, args.seed + int(q["id"])))
     answers = [policy.detokenize(outcome.rows[k].new_tokens) for k in rows]
     rewards = reward.score(conversation, answers)
     work = outcome.work.as_dict()
     return {
+        "pool_start": start,
         "rewards": [float(r) for r in rewards],
         "tokens": [len(outcome.rows[k].new_tokens) + outcome.rows[k].ended for k in rows],
         "ended": [outcome.rows[k].ended for k in rows],
@@ -202,11 +206,17 @@ def run_search(
     }
 
 
-def done_keys(store: Path) -> set[tuple[Any, str]]:
+def done_keys(store: Path) -> tuple[set[tuple[Any, str]], dict[Any, int]]:
+    """The (question, config) searches stored, and each question's pool size so far."""
     if not store.exists():
-        return set()
+        return set(), {}
     with gzip.open(store, "rt", encoding="utf-8") as fh:
-        return {(r["qid"], r["config"]) for r in map(json.loads, fh) if r}
+        rows = [json.loads(line) for line in fh if line.strip()]
+    pool: dict[Any, int] = {}
+    for r in rows:
+        if r["config"] == "bon":
+            pool[r["qid"]] = pool.get(r["qid"], 0) + len(r["rewards"])
+    return {(r["qid"], r["config"]) for r in rows if r["config"] != "bon"}, pool
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -223,8 +233,13 @@ def run(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, _interrupt)  # `timeout` stops the run: stop the server too
     store, lock = Path(args.store), threading.Lock()
     store.parent.mkdir(parents=True, exist_ok=True)
-    done = done_keys(store)
-    jobs = [(q, c) for q in questions(args.questions) for c in configs if (q["id"], c) not in done]
+    done, pooled = done_keys(store)
+    jobs = [
+        (q, c)
+        for q in questions(args.questions)
+        for c in configs
+        if (q["id"], c) not in done and (c != "bon" or pooled.get(q["id"], 0) < args.pool)
+    ]
     log(f"{len(jobs)} searches to run ({len(done)} already in {store})")
     if not jobs:
         return
@@ -237,7 +252,8 @@ def run(args: argparse.Namespace) -> None:
         reward = build_reward()
 
         def one(q: dict[str, Any], name: str) -> str:
-            body = run_pool(policy, reward, q, args) if name == "bon" else None
+            start = pooled.get(q["id"], 0)
+            body = run_pool(policy, reward, q, args, start) if name == "bon" else None
             body = body or run_search(policy, reward, q, name, args)
             row = {"qid": q["id"], "category": q["category"], "half": q["half"]}
             row |= {"config": name, "max_tokens": args.max_tokens, "seed": args.seed, **body}

@@ -24,7 +24,26 @@ def load(store: Path) -> list[dict[str, Any]]:
     if not store.exists():
         raise SystemExit(f"no records at {store}: run benchmarks/frontier.py first")
     with gzip.open(store, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        rows = [json.loads(line) for line in fh if line.strip()]
+    return join_pools(rows)
+
+
+def join_pools(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One Best-of-N pool per question: records of later, larger ``--pool`` runs join it."""
+    pools: dict[Any, dict[str, Any]] = {}
+    for r in sorted(
+        (r for r in rows if r["config"] == "bon"), key=lambda r: r.get("pool_start", 0)
+    ):
+        if r["qid"] not in pools:
+            pools[r["qid"]] = {**r, "rewards": list(r["rewards"]), "tokens": list(r["tokens"]),
+                               "ended": list(r["ended"])}  # fmt: skip
+            continue
+        pool = pools[r["qid"]]
+        for key in ("rewards", "tokens", "ended"):
+            pool[key] += r[key]
+        for key in ("prefilled", "decoded", "wall_s", "reward_s"):
+            pool[key] += r[key]
+    return [r for r in rows if r["config"] != "bon"] + list(pools.values())
 
 
 def mean_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
