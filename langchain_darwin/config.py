@@ -85,6 +85,13 @@ class DarwinConfig(BaseModel):
         description="Temperature of 'softmax' selection, in units of the period's reward "
         "standard deviation: small copies the best, large keeps every beam its own answer.",
     )
+    replacement_horizon: int | None = Field(
+        None,
+        gt=0,
+        description="No replacement once a period ends at this many answer tokens or more "
+        "(None: every period, the paper). Past the length a reward still sees, a copy only "
+        "clones its donor's final reward and the cycle loses a distinct candidate.",
+    )
     seed_answer: bool = Field(
         True,
         description="False: no seed answer is decoded, so the whole budget goes to the beams "
@@ -169,6 +176,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "replacement": True,
         "finished_donors": False,
         "selection": "top_k",
+        "replacement_horizon": None,
         "seed_answer": True,
     },
 }

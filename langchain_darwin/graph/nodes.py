@@ -377,7 +377,9 @@ def select_replace(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
     may_donate = [i for i in order if cfg.finished_donors or not beams[i]["finished"]]
     donors = [i for i in top if i in may_donate] if cfg.selection == "top_k" else may_donate
     weights = _selection_weights(beams, donors, cfg.selection_temperature)
-    if cfg.replacement and donors:
+    horizon = cfg.replacement_horizon
+    acting = horizon is None or state["period"] * cfg.replacement_period < horizon
+    if cfg.replacement and acting and donors:
         rng = keyed_rng(state["seed_value"], state["cycle"], state["period"], "donor")
         for i in order[cfg.survivors :]:
             if beams[i]["finished"]:

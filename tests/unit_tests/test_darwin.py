@@ -122,7 +122,11 @@ def test_multi_turn_mutates_the_last_user_turn_and_rewards_see_the_original(tiny
 
 @pytest.mark.parametrize(
     ("temperature", "knobs"),
-    [(0.0, {}), (0.7, {}), (0.7, {"selection": "softmax", "seed_answer": False})],
+    [
+        (0.0, {}),
+        (0.7, {}),
+        (0.7, {"selection": "softmax", "seed_answer": False, "replacement_horizon": 16}),
+    ],
 )
 def test_reprefill_mode_yields_exactly_the_same_tokens(
     tiny_dirs, temperature: float, knobs: dict[str, object]

@@ -237,3 +237,15 @@ def test_softmax_never_draws_unscored_or_finished_donors() -> None:
         state["period"] = period
         new = nodes.select_replace(state, RUNTIME)["beams"]
         assert all(b["answer"][0] not in (0, 1) for b in new[1:])
+
+
+@pytest.mark.parametrize(("period", "replaces"), [(1, True), (2, True), (3, False), (5, False)])
+def test_no_replacement_past_the_horizon(period: int, replaces: bool) -> None:
+    """With m = 40 and a horizon of 120 tokens, periods ending at 40 and 80 tokens replace,
+    those at 120 and later do not (wins are still credited)."""
+    beams = [beam(i, [i] * 4, float(10 - i)) for i in range(5)]
+    state = state_with(beams, replacement_period=40, replacement_horizon=120)
+    state["period"] = period
+    out = nodes.select_replace(state, RUNTIME)
+    assert (out["beams"] != beams) is replaces
+    assert out["wins"] == [1.0, 1.0, 1.0, 0.0, 0.0]
