@@ -162,7 +162,8 @@ def bon_rows(records: list[dict[str, Any]], half: str | None, ns: Sequence[int])
             statistics.fmean(p[k] for p in pts) for k in ("generated", "positions", "wall_s")
         )
         lines.append(
-            f"| Best-of-{n} (pool) | {_fmt(mean_ci([p['reward'] for p in pts]))} | — | {gen:.0f} "
+            f"| Best-of-{n} (pool) | {len(pts)} | {_fmt(mean_ci([p['reward'] for p in pts]))} | — "
+            f"| {gen:.0f} "
             f"| {pos:.0f} | {n} | {wall:.1f} | — | — | {ended:.2f} (samples) |"
         )
     return lines
@@ -177,16 +178,16 @@ def _fmt(ci: tuple[float, float, float]) -> str:
 
 def table(records: list[dict[str, Any]], half: str | None) -> list[str]:
     lines = [
-        "| method (method:MC:nb:m) | steering reward | minus Best-of-N at equal tokens "
+        "| method (method:MC:nb:m) | n | steering reward | minus Best-of-N at equal tokens "
         "| generated tokens | positions computed | answers scored | wall s | reward share "
         "of time | winner = seed answer | winner ended on EOS |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += bon_rows(records, half, (1, 2, 4, 5, 8, 10, 16, 20, 32))
     for row in config_rows(records, half):
         clamp = f" ({row['clamped']} past the pool)" if row["clamped"] else ""
         lines.append(
-            f"| {row['config']} | {_fmt(row['reward'])} | {_fmt(row['diff'])}{clamp} "
+            f"| {row['config']} | {row['n']} | {_fmt(row['reward'])} | {_fmt(row['diff'])}{clamp} "
             f"| {row['generated']:.0f} | {row['positions']:.0f} | {row['reward_answers']:.0f} "
             f"| {row['wall_s']:.1f} | {row['reward_share']:.2f} | {row['seed_wins']:.2f} "
             f"| {row['ended']:.2f} |"
