@@ -198,9 +198,10 @@ def table(records: list[dict[str, Any]], half: str | None) -> list[str]:
 def last_line(records: list[dict[str, Any]]) -> str:
     """``frontier n=Q darwin_minus_bon@1x=.. @2x=.. @4x=.. lo@..``: DARWIN (default knobs,
     m=40) at 1x, 2x, 4x Best-of-5's beams (nb=1 preferred), minus Best-of-N interpolated at
-    DARWIN's own generated tokens per question; ``lo`` the interval's lower bound."""
+    DARWIN's own generated tokens per question; ``lo`` the interval's lower bound; ``n`` the
+    fewest questions behind any of them."""
     rows = {r["config"]: r for r in config_rows(records, None)}
-    questions = len({r["qid"] for r in records if r["config"] == "bon"})
+    counts = []  # n: the fewest questions behind any of the three (a capped run may differ)
     diffs, los = [], []
     for k in MULTIPLES:
         names = [
@@ -211,12 +212,13 @@ def last_line(records: list[dict[str, Any]]) -> str:
         names.sort(key=lambda c: int(c.split(":")[2]))  # nb=1 first
         if names:
             m, lo, _ = rows[names[0]]["diff"]
+            counts.append(rows[names[0]]["n"])
             diffs.append(f"darwin_minus_bon@{k}x={m:.4f}")
             los.append(f"lo@{k}x={lo:.4f}")
         else:
             diffs.append(f"darwin_minus_bon@{k}x=na")
             los.append(f"lo@{k}x=na")
-    return f"frontier n={questions} " + " ".join(diffs + los)
+    return f"frontier n={min(counts, default=0)} " + " ".join(diffs + los)
 
 
 # -- diagnostics (issue 18 item 3) --------------------------------------------------------------
