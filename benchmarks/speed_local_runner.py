@@ -69,7 +69,8 @@ class Runner:
         self.models = models
         self.rm_cache = rm_cache
         self.policy = TransformersPolicy(models.policy, models.tokenizer)
-        self.model_name = f"bench-{models.shape}"
+        dtype = str(models.policy.dtype).removeprefix("torch.")
+        self.model_name = f"bench-{models.shape}-{dtype}"
         register_engine(EngineSpec(model=self.model_name, device=models.device), self.policy)
         self.timer = NodeTimer(NODES)
         self.last_reward: HFSequenceClassifierReward | None = None
@@ -82,7 +83,8 @@ class Runner:
         )
         return self.last_reward
 
-    def chat(self, max_tokens: int, seed: int, cache: str = "kv") -> DarwinChatModel:
+    def chat(self, max_tokens: int, seed: int, cache: str = "kv", **knobs: Any) -> DarwinChatModel:
+        """A chat model on these models at the paper's settings (``knobs`` override them)."""
         return DarwinChatModel(
             model=self.model_name,
             device=self.models.device,
@@ -90,7 +92,7 @@ class Runner:
             max_tokens=max_tokens,
             cache=cache,
             seed=seed,
-            **PAPER,
+            **{**PAPER, **knobs},
         )
 
     def run(self, method: str, prompts: list[str], max_tokens: int, seed: int) -> dict[str, Any]:
