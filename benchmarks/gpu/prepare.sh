@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds, on this machine, what the GPU run carries (both gitignored, ~40 MB):
-#   .whl/  the 48 Python 3.12 wheels the GPU machine lacks (benchmarks/gpu/wheels.txt: it has
+#   .whl/  the Python 3.12 wheels the GPU machine lacks (benchmarks/gpu/wheels.txt: the 48 of
+#          ../shared/tools/gpu/wheels.txt, plus attrs and h11, which jsonschema and httpcore2
+#          import and which that list assumes are there; it has
 #          torch, numpy, accelerate, tokenizers, jinja2, rich... but no langchain-core,
 #          langgraph, pydantic 2.14 or transformers 5.25)
 #   .gpu/  SmolLM2's tokenizer (tok/) and the first MT-Bench questions (questions.jsonl)
