@@ -20,9 +20,12 @@ from benchmarks.common import NodeTimer
 from benchmarks.shapes import BenchModels
 from benchmarks.speed_common import BEAMS, PAPER
 from langchain_darwin import DarwinChatModel
+from langchain_darwin.config import DarwinConfig
 from langchain_darwin.engines import EngineSpec, register_engine
+from langchain_darwin.graph.state import DarwinOutput
 from langchain_darwin.inprocess.engine import TransformersPolicy
 from langchain_darwin.inprocess.reward import HFSequenceClassifierReward
+from langchain_darwin.search import SearchService
 from langchain_darwin.usage import PHASES, generated_tokens
 
 METHODS = ("ours", "reprefill", "floor", "batch")
@@ -63,7 +66,7 @@ class GpuPeak:
 
 class Runner:
     """The methods over one set of models. The policy engine is registered under a name of
-    its own, so the chat model resolves it as it would any policy."""
+    its own, so the search service and the chat model resolve it as they would any policy."""
 
     def __init__(self, models: BenchModels, rm_cache: bool = True) -> None:
         self.models = models
@@ -71,7 +74,8 @@ class Runner:
         self.policy = TransformersPolicy(models.policy, models.tokenizer)
         dtype = str(models.policy.dtype).removeprefix("torch.")
         self.model_name = f"bench-{models.shape}-{dtype}"
-        register_engine(EngineSpec(model=self.model_name, device=models.device), self.policy)
+        self.spec = EngineSpec(model=self.model_name, device=models.device)
+        register_engine(self.spec, self.policy)
         self.timer = NodeTimer(NODES)
         self.last_reward: HFSequenceClassifierReward | None = None
 
@@ -83,16 +87,27 @@ class Runner:
         )
         return self.last_reward
 
-    def chat(self, max_tokens: int, seed: int, cache: str = "kv", **knobs: Any) -> DarwinChatModel:
-        """A chat model on these models at the paper's settings (``knobs`` override them)."""
+    def config(self, max_tokens: int, seed: int, cache: str = "kv", **knobs: Any) -> DarwinConfig:
+        """The paper's settings (``knobs`` override them)."""
+        return DarwinConfig(
+            **{**PAPER, "max_tokens": max_tokens, "seed": seed, "cache": cache, **knobs}
+        )
+
+    def search(
+        self, prompt: str, config: DarwinConfig, callbacks: CallbackManager | None = None
+    ) -> DarwinOutput:
+        """One search through the search service, on these models."""
+        service = SearchService(self.spec, self.reward())
+        conversation = [{"role": "user", "content": prompt}]
+        return service.run(service.prepare(conversation, config, callbacks=callbacks))
+
+    def chat(self, config: DarwinConfig) -> DarwinChatModel:
+        """A chat model on these models (for ``batch``)."""
         return DarwinChatModel(
             model=self.model_name,
             device=self.models.device,
             reward_model=self.reward(),
-            max_tokens=max_tokens,
-            cache=cache,
-            seed=seed,
-            **{**PAPER, **knobs},
+            config=config,
         )
 
     def run(self, method: str, prompts: list[str], max_tokens: int, seed: int) -> dict[str, Any]:
@@ -114,11 +129,11 @@ class Runner:
             torch.cuda.synchronize()
 
     def _darwin(self, prompt: str, max_tokens: int, seed: int, kv: bool) -> dict[str, Any]:
-        chat = self.chat(max_tokens, seed, "kv" if kv else "none")
+        config = self.config(max_tokens, seed, "kv" if kv else "none")
         self.timer.reset()
         manager = CallbackManager(handlers=[self.timer], inheritable_handlers=[self.timer])
         start = time.perf_counter()
-        state = chat.run_search([HumanMessage(prompt)], callbacks=manager)
+        state = self.search(prompt, config, callbacks=manager)
         self._sync()
         wall = time.perf_counter() - start
         return {
@@ -132,7 +147,7 @@ class Runner:
         }
 
     def _batch(self, prompts: list[str], max_tokens: int, seed: int) -> dict[str, Any]:
-        chat = self.chat(max_tokens, seed)
+        chat = self.chat(self.config(max_tokens, seed))
         start = time.perf_counter()
         outs = chat.batch([[HumanMessage(p)] for p in prompts], {"max_concurrency": BATCH})
         self._sync()

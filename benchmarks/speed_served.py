@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-from langchain_core.messages import HumanMessage
 
 from benchmarks.common import DEFAULT_QUESTIONS, load_first_turns, log
 from benchmarks.speed_common import BEAMS, PAPER, WARM_PROMPT, ratio, table, verdict
-from langchain_darwin import DarwinChatModel
+from langchain_darwin.config import DarwinConfig
 from langchain_darwin.engines import EngineSpec, get_engine
+from langchain_darwin.graph.state import DarwinOutput
 from langchain_darwin.policy import Sampling
+from langchain_darwin.search import SearchService
 from langchain_darwin.served.client import normalize_base_url
 from langchain_darwin.served.policy import ServedPolicy, completion_payload
 from langchain_darwin.usage import PHASES, generated_tokens
@@ -84,20 +85,21 @@ class ServedBench:
     def counters(self) -> tuple[float, float]:
         return prefix_cache_counters(self.root)
 
+    def search(self, prompt: str, max_tokens: int, seed: int, served: bool) -> DarwinOutput:
+        """One DARWIN search through the search service: on the server, or in process (the
+        embedded default policy)."""
+        spec = EngineSpec(model=self.model, base_url=self.base_url) if served else EngineSpec()
+        service = SearchService(spec, self.reward)
+        config = DarwinConfig(**{**PAPER, "max_tokens": max_tokens, "seed": seed})
+        conversation = [{"role": "user", "content": prompt}]
+        return service.run(service.prepare(conversation, config))
+
     def darwin(
         self, prompt: str, max_tokens: int, seed: int, served: bool = True
     ) -> dict[str, Any]:
-        chat = DarwinChatModel(
-            model=self.model if served else "default",
-            base_url=self.base_url if served else None,
-            reward_model=self.reward,
-            max_tokens=max_tokens,
-            seed=seed,
-            **PAPER,
-        )
         q0, h0 = self.counters() if served else (0.0, 0.0)
         start = time.perf_counter()
-        state = chat.run_search([HumanMessage(prompt)])
+        state = self.search(prompt, max_tokens, seed, served)
         wall = time.perf_counter() - start
         q1, h1 = self.counters() if served else (0.0, 0.0)
         usage = state["usage"]
@@ -153,16 +155,8 @@ class ServedBench:
         }
 
     def _quiet_darwin(self, prompt: str, seed: int, max_tokens: int) -> dict[str, Any]:
-        chat = DarwinChatModel(
-            model=self.model,
-            base_url=self.base_url,
-            reward_model=self.reward,
-            max_tokens=max_tokens,
-            seed=seed,
-            **PAPER,
-        )
         start = time.perf_counter()
-        state = chat.run_search([HumanMessage(prompt)])
+        state = self.search(prompt, max_tokens, seed, served=True)
         return {
             "wall_s": time.perf_counter() - start,
             "generated": generated_tokens(state["usage"]),

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from langchain_core.messages import HumanMessage
 
 from benchmarks.common import log, machine_info
 from benchmarks.shapes import SHAPES, build_models
@@ -44,9 +43,8 @@ REQUIRED += ("same_seed_twice_bf16", "bf16_end_to_end")
 
 
 def search(runner: Runner, cache: str, seed: int, tokens: int) -> dict[str, Any]:
-    chat = runner.chat(tokens, seed, cache, **KNOBS)
     start = time.perf_counter()
-    state = chat.run_search([HumanMessage(PROMPT)])
+    state = runner.search(PROMPT, runner.config(tokens, seed, cache, **KNOBS))
     best = state["best"] or {}
     return {
         "s": time.perf_counter() - start,

@@ -37,9 +37,9 @@ def test_a_registered_engine_runs_the_searches_that_name_it() -> None:
         temperature=0,
         seed=0,
     )
-    state = chat.run_search([("human", "Hi")])
-    assert state["best"] is not None
-    assert state["usage"]["beams"]["decoded"] > 0
+    darwin = chat.invoke("Hi").response_metadata["darwin"]
+    assert darwin["winner"] is not None
+    assert darwin["usage"]["beams"]["decoded"] > 0
     other = TransformersPolicy(tiny_policy(tok, seed=6), tok)
     with pytest.raises(ValueError, match="already names another engine"):
         register_engine(spec, other)
