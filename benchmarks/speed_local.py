@@ -76,6 +76,8 @@ def load_questions(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def models_for(args: argparse.Namespace) -> BenchModels:
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
     return build_models(args.shape, args.device, dtype, args.tokenizer, args.seed)
 
@@ -220,7 +222,7 @@ def child_command(args: argparse.Namespace, method: str, index: int | None, out:
     # paths resolved here: a child started in the frozen copy has another repository root
     cmd += ["--questions", str(Path(args.questions or DEFAULT_QUESTIONS).resolve())]
     cmd += ["--shape", args.shape, "--device", args.device, "--dtype", args.dtype]
-    cmd += ["--methods", args.methods]
+    cmd += ["--methods", args.methods, "--threads", str(args.threads)]
     if args.tokenizer is not None:
         cmd += ["--tokenizer", str(Path(args.tokenizer).resolve())]
     if index is not None:
@@ -273,6 +275,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--tokenizer",
         type=Path,
         help="tokenizer folder for the random shapes (default: the embedded SmolLM2's)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads (0: torch's default). 1 for the tiny shape on a shared "
+        "CPU: its ops are too small to split, and idle threads waiting on a loaded machine "
+        "cost a single search 5x its CPU time (measured), which batched searches do not pay",
     )
     parser.add_argument(
         "--no-rm-cache",

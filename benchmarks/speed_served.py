@@ -307,7 +307,7 @@ def vllm_report(result: dict[str, Any], args: argparse.Namespace, base_url: str)
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--prompts", type=int, default=1, help="MT-Bench first turns to run")
+    parser.add_argument("--prompts", type=int, default=3, help="MT-Bench first turns to run")
     parser.add_argument("--max-tokens", type=int, default=256, help="tokens per answer")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

@@ -23,14 +23,14 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 if [ "$mode" = "--cpu" ]; then
   py=${PYTHON:-.venv/bin/python}
   export PYTHONPATH=$PWD
-  device=cpu shape=tiny tokens=16 check_tokens=16 deadline=240 check_limit=900
+  device=cpu shape=tiny tokens=16 check_tokens=16 deadline=240 check_limit=900 threads=1
 else
   py=python3
   site=${DARWIN_GPU_SITE:-/tmp/darwin-site}
   "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$site" .whl/*.whl || { echo "wheel install failed"; exit 1; }
   export PYTHONPATH=$site:$PWD
-  device=cuda shape=llama3-8b tokens=256 check_tokens=48 deadline=200 check_limit=180
+  device=cuda shape=llama3-8b tokens=256 check_tokens=48 deadline=200 check_limit=180 threads=0
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 fi
 echo "== setup done in $((SECONDS - start)) s"
@@ -42,7 +42,7 @@ timeout $check_limit "$py" -m benchmarks.gpu.check --device $device --tokens $ch
 echo "== check exit $? at $((SECONDS - start)) s"
 timeout $((deadline + 150)) "$py" -m benchmarks.speed_local --one-process --shape $shape \
   --device $device --max-tokens $tokens --prompts 2 --methods floor,ours,reprefill,batch \
-  --tokenizer .gpu/tok --questions .gpu/questions.jsonl --deadline $deadline \
+  --tokenizer .gpu/tok --questions .gpu/questions.jsonl --deadline $deadline --threads $threads \
   --save "$out/speed.json" > "$out/speed.md"
 echo "== speed exit $? at $((SECONDS - start)) s"
 cat "$out/speed.md"
