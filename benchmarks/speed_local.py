@@ -37,6 +37,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -138,10 +139,32 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+class Stopped(BaseException):
+    """SIGTERM (``timeout`` ran out): report the runs that finished. A BaseException, as
+    KeyboardInterrupt is, so that no ``except Exception`` on the way turns it into an error."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped()
+
+
 def run_one_process(args: argparse.Namespace, methods: list[str]) -> dict[str, dict[str, Any]]:
     """Every method in this process on one set of models, methods taking turns on each
-    prompt; results are saved after every run, and ``--deadline`` stops early with what is
-    done."""
+    prompt; results are saved after every run, and ``--deadline`` (no run starts after it)
+    or SIGTERM (the run in progress is dropped) stops early with what is done."""
+    results: dict[str, dict[str, Any]] = {}
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        _one_process(args, methods, results)
+    except Stopped:
+        log("SIGTERM: reporting the runs that finished")
+        args.stopped = True
+    return results
+
+
+def _one_process(
+    args: argparse.Namespace, methods: list[str], results: dict[str, dict[str, Any]]
+) -> None:
     start = time.perf_counter()
     torch.manual_seed(args.seed)
     questions = load_questions(args)
@@ -149,7 +172,6 @@ def run_one_process(args: argparse.Namespace, methods: list[str]) -> dict[str, d
     log(f"models ready in {models.build_s:.1f} s: {models.describe()}")
     runner = Runner(models, rm_cache=not args.no_rm_cache)
     machine = machine_info()
-    results: dict[str, dict[str, Any]] = {}
     for method in methods:
         warm = warm_up(runner, method, args)
         log(f"[{method}] warm-up {warm:.1f} s")
@@ -165,10 +187,9 @@ def run_one_process(args: argparse.Namespace, methods: list[str]) -> dict[str, d
         for method in methods:
             if args.deadline and time.perf_counter() - start > args.deadline:
                 log(f"deadline of {args.deadline:.0f} s reached: reporting the runs done")
-                return results
+                return
             results[method]["records"].append(timed(runner, method, questions, i, args))
             save(args, results)
-    return results
 
 
 def run_children(args: argparse.Namespace, methods: list[str]) -> dict[str, dict[str, Any]]:
@@ -366,7 +387,9 @@ def main(argv: list[str] | None = None) -> None:
     if not any(r["records"] for r in results.values()):
         raise SystemExit("no run finished before the deadline")
     print(machine_line(results, args))
-    print(report(results, args))
+    print(report(results, args), flush=True)
+    if getattr(args, "stopped", False):
+        os._exit(3)  # a batch cut short still has searches in worker threads: do not wait
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@
 #    engine level), the same seed twice the same answer (fp32, bf16), bf16 end to end;
 # 3. the local speed benchmark at the Llama-3-8B shape (random weights, bf16), 256 tokens,
 #    paper settings, 2 prompts, floor / ours / reprefill / batch of 4, one process, no run
-#    started after its deadline.
+#    started after its deadline; at its time limit (SIGTERM) it reports the runs that finished.
 # Writes OUT/log.txt (everything), OUT/correctness.json, OUT/speed.json and OUT/speed.md.
 set -uo pipefail
 out=${1:?usage: run.sh OUT [--cpu]}
@@ -30,7 +30,7 @@ else
   "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$site" .whl/*.whl || { echo "wheel install failed"; exit 1; }
   export PYTHONPATH=$site:$PWD
-  device=cuda shape=llama3-8b tokens=256 check_tokens=48 deadline=200 check_limit=180 threads=0
+  device=cuda shape=llama3-8b tokens=256 check_tokens=48 deadline=170 check_limit=120 threads=0
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 fi
 echo "== setup done in $((SECONDS - start)) s"
@@ -40,7 +40,7 @@ echo "== setup done in $((SECONDS - start)) s"
 timeout $check_limit "$py" -m benchmarks.gpu.check --device $device --tokens $check_tokens \
   --tokenizer .gpu/tok --out "$out"
 echo "== check exit $? at $((SECONDS - start)) s"
-timeout $((deadline + 150)) "$py" -m benchmarks.speed_local --one-process --shape $shape \
+timeout -k 15 $((deadline + 110)) "$py" -m benchmarks.speed_local --one-process --shape $shape \
   --device $device --max-tokens $tokens --prompts 2 --methods floor,ours,reprefill,batch \
   --tokenizer .gpu/tok --questions .gpu/questions.jsonl --deadline $deadline --threads $threads \
   --save "$out/speed.json" > "$out/speed.md"
