@@ -21,8 +21,6 @@ import torch
 from langchain_core.callbacks import BaseCallbackHandler
 from transformers import LlamaForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
-from langchain_darwin.inprocess.reward import HFSequenceClassifierReward
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_QUESTIONS = REPO_ROOT.parent / "shared" / "data" / "mt_bench_questions.jsonl"
 
@@ -64,12 +62,9 @@ def load_first_turns(path: str | Path | None, count: int) -> list[dict[str, Any]
 # -- reward model -----------------------------------------------------------------------
 
 
-def smollm_reward(
-    policy: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    seed: int,
-    prefix_cache: bool = True,
-) -> HFSequenceClassifierReward:
+def smollm_reward_model(
+    policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, seed: int
+) -> PreTrainedModel:
     """A reward model of the policy's size and architecture: SmolLM2's backbone weights (a
     separate copy, as a real reward model would be) and a seeded random one-logit head.
     Its scores mean nothing; it costs what a SmolLM2-sized reward model costs."""
@@ -77,13 +72,14 @@ def smollm_reward(
     config.num_labels = 1
     config.architectures = ["LlamaForSequenceClassification"]
     config.pad_token_id = tokenizer.pad_token_id
-    model = LlamaForSequenceClassification(config).to(dtype=policy.dtype)
+    model = LlamaForSequenceClassification(config).to(device=policy.device, dtype=policy.dtype)
     model.model.load_state_dict(policy.model.state_dict())
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         std = getattr(config, "initializer_range", 0.02)
-        model.score.weight.normal_(0.0, std, generator=generator)
-    return HFSequenceClassifierReward(model.eval(), tokenizer, prefix_cache=prefix_cache)
+        head = torch.empty(model.score.weight.shape).normal_(0.0, std, generator=generator)
+        model.score.weight.copy_(head)
+    return model.eval()
 
 
 # -- memory -------------------------------------------------------------------------------
@@ -239,15 +235,17 @@ def source_hash(package_dir: Path | None = None) -> str:
 
 
 def freeze_library(dest: Path) -> Path:
-    """Copy ``langchain_darwin/`` under ``dest`` (to put first on ``PYTHONPATH``), so that
-    every child process of one benchmark runs the same code while others edit the tree."""
+    """Copy ``langchain_darwin/`` and ``benchmarks/`` under ``dest`` (a child process started
+    there with ``python -m`` imports both from it), so that every child process of one
+    benchmark runs the same code while others edit the tree."""
     import shutil
 
-    shutil.copytree(
-        REPO_ROOT / "langchain_darwin",
-        dest / "langchain_darwin",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
+    for package in ("langchain_darwin", "benchmarks"):
+        shutil.copytree(
+            REPO_ROOT / package,
+            dest / package,
+            ignore=shutil.ignore_patterns("__pycache__", "out"),
+        )
     return dest
 
 
@@ -272,6 +270,8 @@ def machine_info() -> dict[str, Any]:
         "transformers": transformers.__version__,
         "python": platform.python_version(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda": torch.version.cuda,
         "code": source_hash(),
         "library": str(Path(__import__("langchain_darwin").__file__).resolve().parent),
     }

@@ -50,6 +50,21 @@ def get_engine(spec: EngineSpec) -> PolicyEngine:
         return engine
 
 
+def register_engine(spec: EngineSpec, engine: PolicyEngine) -> None:
+    """Use ``engine``, built elsewhere, wherever ``spec`` is named: a model already in memory
+    (random weights of a given shape in a benchmark, a model loaded with options the
+    resolver does not take). A spec already bound to another engine is refused, so that no
+    search loses its policy mid-run."""
+    with _LOCK:
+        held = _ENGINES.get(spec)
+        if held is not None and held is not engine:
+            raise ValueError(
+                f"{spec} already names another engine ({held!r}); pick another model name, "
+                "or clear_engines() first"
+            )
+        _ENGINES[spec] = engine
+
+
 def _build(spec: EngineSpec) -> PolicyEngine:
     if spec.served:
         from langchain_darwin.served.policy import ServedPolicy

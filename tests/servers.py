@@ -4,7 +4,9 @@ classifier built from it as the reward model, each served on a free loopback por
 vLLM runs from its own venv (``$DARWIN_VLLM_PYTHON`` or ``<repo>/.vllm-venv``, made by
 ``make vllm``): it pins another transformers and torch than the library's, and the library
 never imports it. Servers take ~90 s to start (they warm up and compile), so start them
-together and once per test session.
+together and once per test session. The served speed benchmark (``python -m
+benchmarks.speed_served``, run from the repository root) starts its server with this launcher
+too, importing it as ``tests.servers`` like the tests do.
 """
 
 from __future__ import annotations

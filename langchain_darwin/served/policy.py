@@ -68,6 +68,35 @@ def row_seed(seed: int, key: str, attempt: int = 0) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+def completion_payload(
+    model: str, prompt: list[int], max_tokens: int, sampling: Sampling, seed: int, n: int = 1
+) -> dict[str, Any]:
+    """A ``/v1/completions`` request continuing ``prompt`` (token ids) by ``max_tokens``
+    tokens, ``n`` samples, drawn as ``sampling`` says with ``seed``. Every sampling field is
+    set explicitly: otherwise the server applies the model's generation_config defaults
+    (temperature, top_p, repetition penalty...). The rows of a search send one sample each;
+    a plain Best-of-N sends ``n`` in one request (one prompt prefill)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    greedy = sampling.temperature <= 0
+    return {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "temperature": 0.0 if greedy else float(sampling.temperature),
+        "top_k": -1 if greedy or sampling.top_k <= 0 else int(sampling.top_k),
+        "top_p": 1.0,
+        "min_p": 0.0,
+        "repetition_penalty": 1.0,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "seed": seed,
+        "ignore_eos": bool(sampling.ignore_eos),
+        "return_token_ids": True,
+        "n": n,
+    }
+
+
 class ServedPolicy:
     """A model served by vLLM's OpenAI-compatible server, as DARWIN's policy engine.
 
@@ -210,7 +239,9 @@ class ServedPolicy:
             if session.cancelled.is_set():
                 raise SearchCancelled("the DARWIN search was cancelled")
             seed = row_seed(sampling.seed, key, attempt)
-            payload = self._payload([*req.tokens, *new], budget - len(new), sampling, seed)
+            payload = completion_payload(
+                self.model, [*req.tokens, *new], budget - len(new), sampling, seed
+            )
             if req.stop_ids:
                 payload["stop_token_ids"] = sorted(req.stop_ids)
             if salt is not None:
@@ -247,29 +278,6 @@ class ServedPolicy:
                 return _Done(RowResult(new, ended=True), prefilled, decoded)
             attempt += 1  # a line break before any text: keep writing
         return _Done(RowResult(new, ended=False), prefilled, decoded)
-
-    def _payload(
-        self, prompt: list[int], max_tokens: int, sampling: Sampling, seed: int
-    ) -> dict[str, Any]:
-        """Every sampling field explicitly: otherwise the server applies the model's
-        generation_config defaults (temperature, top_p, repetition penalty...)."""
-        greedy = sampling.temperature <= 0
-        return {
-            "model": self.model,
-            "prompt": prompt,
-            "max_tokens": max_tokens,
-            "temperature": 0.0 if greedy else float(sampling.temperature),
-            "top_k": -1 if greedy or sampling.top_k <= 0 else int(sampling.top_k),
-            "top_p": 1.0,
-            "min_p": 0.0,
-            "repetition_penalty": 1.0,
-            "presence_penalty": 0.0,
-            "frequency_penalty": 0.0,
-            "seed": seed,
-            "ignore_eos": bool(sampling.ignore_eos),
-            "return_token_ids": True,
-            "n": 1,
-        }
 
     # -- scoring answers with the policy ---------------------------------------------------
 

@@ -54,7 +54,7 @@ def make_chat(tiny_dirs: tuple[Path, Path]) -> Callable[..., DarwinChatModel]:
     return make
 
 
-# -- real vLLM servers (tests/servers.py): started once per session, together ----------------
+# -- real vLLM servers (tests.servers, the launcher benchmarks.speed_served uses too) -------
 
 
 @pytest.fixture(scope="session")
