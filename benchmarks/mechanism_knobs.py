@@ -4,18 +4,15 @@ seeds): each configuration's mean paired gain over Best-of-N at the same beams, 
 standard error. A reward whose partial value predicts its final value is where replacement
 must pay; this shows how much each knob buys there (the real reward: benchmarks/frontier.py).
 
-    python benchmarks/mechanism_knobs.py
+    python -m benchmarks.mechanism_knobs   # from the repository root
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.unit_tests.test_search_pays import SEEDS, final_reward  # noqa: E402
+from tests.unit_tests.test_search_pays import SEEDS, final_reward
 
 ROWS: list[tuple[int, str, dict[str, Any]]] = [
     *(

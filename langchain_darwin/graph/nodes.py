@@ -166,7 +166,7 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
             rows[SEED_ROW] = RowRequest(
                 seed_beam["prompt"] + seed_beam["answer"],
                 cfg.max_tokens - len(seed_beam["answer"]),
-                rider=True,
+                background=True,
             )
         outcome = _extend(ctx, state, "mutate", rows, _sampling(cfg, state, "mutate"))
         replies = [ctx.policy.detokenize(outcome.rows[k].new_tokens) for k in rows if k != SEED_ROW]

@@ -275,7 +275,7 @@ class _ExtendCall:
         freed layer by layer as this one is built."""
         rows = self.rows
         budgets = [
-            rows[k].max_new for k in layout.order if rows[k].max_new > 0 and not rows[k].rider
+            rows[k].max_new for k in layout.order if rows[k].max_new > 0 and not rows[k].background
         ]
         spare = max(budgets, default=1)
         cache, mask = stack_rows(
@@ -361,7 +361,7 @@ class _ExtendCall:
                 self.outcome.work.add_decode(key, 1)
             tokens = draw_in_request_order(draw, logits, order)
             keep, full = self._take_tokens(batch.keys, tokens.tolist())
-            if not any(not self.rows[batch.keys[i]].rider for i in keep):
+            if not any(not self.rows[batch.keys[i]].background for i in keep):
                 # the period ends: every row still holding a cache leaves the batch at once
                 leaving = full + keep
                 kvs = unstack_rows(batch.cache, batch.mask, leaving)

@@ -25,13 +25,13 @@ class Sampling:
 class RowRequest:
     """One row to extend: its full context (prompt + answer so far) and its token budget.
 
-    A ``rider`` decodes alongside the others but does not keep the batch alive: the seed
+    A ``background`` row decodes alongside the others but does not keep the batch alive: the seed
     answer rides in the mutation batch, using slots that would otherwise idle.
     """
 
     tokens: Sequence[int]
     max_new: int
-    rider: bool = False
+    background: bool = False
     #: Tokens that end this row (kept in its answer) once it has some non-blank text:
     #: a mutation request ends at its first line break.
     stop_ids: frozenset[int] = frozenset()

@@ -163,8 +163,8 @@ class ServedPolicy:
         """Extend every row by up to ``max_new`` tokens, one concurrent request per row.
 
         ``commit`` changes nothing here: the server keeps no per-run state beyond its prefix
-        cache, so a look-ahead is an ordinary call. A rider gets at most the largest
-        non-rider budget (in process it stops with the last non-rider; here it runs in
+        cache, so a look-ahead is an ordinary call. A background row gets at most the largest
+        foreground budget (in process it stops with the last foreground row; here it runs in
         parallel, so that bounds the call's time the same way).
 
         ``Work.prefilled`` is what the server computed: ``usage.prompt_tokens`` minus
@@ -180,12 +180,12 @@ class ServedPolicy:
             raise SearchCancelled("the DARWIN search was cancelled")
         for key, req in rows.items():
             self._check_row(key, req)
-        lead = [r.max_new for r in rows.values() if not r.rider and r.max_new > 0]
-        rider_cap = max(lead, default=1)
+        lead = [r.max_new for r in rows.values() if not r.background and r.max_new > 0]
+        background_cap = max(lead, default=1)
         salt = session.salt()
         futures: dict[str, Future[_Done]] = {}
         for key, req in rows.items():
-            budget = min(req.max_new, rider_cap) if req.rider else req.max_new
+            budget = min(req.max_new, background_cap) if req.background else req.max_new
             if budget <= 0:
                 continue
             futures[key] = self._pool.submit(

@@ -93,18 +93,18 @@ def test_shared_prefix_with_a_cached_row_is_reused(engine) -> None:
     assert out.work.prefilled.get("y") == len(second) - 1 - shared
 
 
-def test_end_of_sequence_ends_a_row_and_riders_do_not_keep_the_batch(engine) -> None:
+def test_end_of_sequence_ends_a_row_and_background_rows_do_not_keep_the_batch(engine) -> None:
     prompt = engine.render([{"role": "user", "content": "Hello there"}])
     greedy = full_forward_greedy(engine, prompt, 4)
     stopper = TransformersPolicy(engine.model, engine.tokenizer)
     stopper.eos_token_ids = frozenset({greedy[2]})
     session = stopper.new_session()
-    rows = {"main": RowRequest(prompt, 10), "rider": RowRequest(prompt, 10, rider=True)}
+    rows = {"main": RowRequest(prompt, 10), "background": RowRequest(prompt, 10, background=True)}
     out = stopper.extend(session, rows, GREEDY)
     first_eos = greedy.index(greedy[2])
     assert out.rows["main"].ended and out.rows["main"].new_tokens == greedy[:first_eos]
-    # the rider decoded in lockstep and stopped when the last non-rider did
-    assert out.rows["rider"].new_tokens == greedy[:first_eos]
+    # the background row decoded in lockstep and stopped when the last foreground row did
+    assert out.rows["background"].new_tokens == greedy[:first_eos]
     assert set(session.rows) == set()  # both ended on end-of-sequence: nothing left to grow
 
 

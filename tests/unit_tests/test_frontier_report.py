@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import itertools
 import statistics
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from frontier_report import bon_at, bon_curve, expected_best, last_line, spearman  # noqa: E402
+from benchmarks.frontier_report import bon_at, bon_curve, expected_best, last_line, spearman
 
 POOL = [0.3, 1.2, -0.5, 0.9, 0.9, 2.0, 0.1]
 
