@@ -182,12 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     darwin, plain = Tracker("DARWIN"), None
     code = 0
     try:
-        chat = DarwinChatModel(
-            **chat_fields(args),
-            relevance_weight=args.relevance_weight,
-            tone_weight=args.tone_weight,
-            config=config,
-        )
+        chat = DarwinChatModel(**_with_default_reward(chat_fields(args), args), config=config)
         run_with_progress(chat, messages, darwin, progress)
         if args.compare:
             plain = Tracker("plain")
@@ -209,6 +204,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         _report(out, result, plain_result)
     return code
+
+
+def _with_default_reward(fields: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``--relevance-weight``/``--tone-weight`` shape the default reward, so they need it."""
+    weights = {"relevance_weight": args.relevance_weight, "tone_weight": args.tone_weight}
+    if weights == {
+        "relevance_weight": DEFAULT_RELEVANCE_WEIGHT,
+        "tone_weight": DEFAULT_TONE_WEIGHT,
+    }:
+        return fields
+    if fields.get("reward_model") is not None:
+        raise ValueError(
+            "--relevance-weight and --tone-weight weigh terms of the default reward; "
+            "drop them or drop --reward-model"
+        )
+    from langchain_darwin.rewards import default_reward
+
+    return {**fields, "reward_model": default_reward(**weights)}
 
 
 def _quiet_transformers() -> None:

@@ -22,7 +22,6 @@ from rich.text import Text
 
 from langchain_darwin.chat_model import DarwinChatModel, PreparedSearch
 from langchain_darwin.config import DarwinConfig
-from langchain_darwin.graph.builder import compiled_graph
 from langchain_darwin.policy.text import answer_text
 from langchain_darwin.usage import generated_tokens
 
@@ -149,17 +148,9 @@ def run_with_progress(
         with live, _stop_on_ctrl_c(tracker):
             search = chat.prepare_search(messages, **overrides)  # loads weights on first use
             tracker.search, tracker.started = search, time.monotonic()  # time the search only
-            tracker.config = DarwinConfig.model_validate(search.graph_input["config"])
-            try:
-                for mode, chunk in compiled_graph().stream(
-                    search.graph_input,
-                    config=search.run_config,
-                    context=search.context,
-                    stream_mode=["custom", "values"],
-                ):
-                    tracker.feed(mode, chunk)
-            finally:
-                search.close()
+            tracker.config = search.config
+            for mode, chunk in chat.search_service.stream(search):
+                tracker.feed(mode, chunk)
     finally:
         if console is not None and not console.is_terminal:
             console.line()  # rich ends a terminal's live line itself, but not a file's

@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent,
         queue=args.queue,
     )
-    app = create_app(Searches(chat, args.max_concurrent), settings)
+    searches = Searches(chat.search_service, config, args.max_concurrent)
+    app = create_app(searches, settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

@@ -234,9 +234,10 @@ def generate(
                 prompt = prompts[index]
                 row_seed = None if seed is None else seed + index
                 t0 = time.perf_counter()
-                state = llm.run_search(
+                search = llm.prepare_search(
                     [HumanMessage(prompt["instruction"])], seed=row_seed, **call_knobs
                 )
+                state = llm.search_service.run(search)
                 meta = search_metadata(state)
                 record = {
                     "instruction": prompt["instruction"],

@@ -26,7 +26,8 @@ def serving(chat: DarwinChatModel, check: str = "ready", **settings: Any) -> Ite
     """``create_app`` over ``chat`` on a real uvicorn in a thread; yields the base URL
     (``http://127.0.0.1:PORT/v1``) once ``/{check}`` answers 200."""
     settings.setdefault("max_concurrent", 4)
-    app = create_app(Searches(chat, settings["max_concurrent"]), ServeSettings(**settings))
+    searches = Searches(chat.search_service, chat.config, settings["max_concurrent"])
+    app = create_app(searches, ServeSettings(**settings))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -23,7 +23,6 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from langchain_darwin.chat_model import PreparedSearch
 from langchain_darwin.graph.state import DarwinOutput
 from langchain_darwin.openai_api.admission import Admission, QueueFull
 from langchain_darwin.openai_api.errors import search_error
@@ -46,6 +45,7 @@ from langchain_darwin.openai_api.responses import (
     sse,
 )
 from langchain_darwin.openai_api.searches import OnEvent, Searches
+from langchain_darwin.search import PreparedSearch
 from langchain_darwin.tools import ToolSetup
 from langchain_darwin.usage import generated_tokens, prefilled_positions
 

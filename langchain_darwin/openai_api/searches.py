@@ -16,13 +16,12 @@ from typing import Any, cast
 import httpx
 from langchain_core.messages import convert_to_messages
 
-from langchain_darwin.chat_model import DarwinChatModel, PreparedSearch
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.conversation import ConversationError, to_conversation
-from langchain_darwin.graph.builder import compiled_graph
 from langchain_darwin.graph.state import DarwinOutput
 from langchain_darwin.openai_api.protocol import ApiError, bad_request
 from langchain_darwin.rewards.weighted import WeightedReward
+from langchain_darwin.search import PreparedSearch, SearchService
 from langchain_darwin.tools import ToolSetup
 
 #: A search's progress event (the graph's ``custom`` stream), delivered on the event loop.
@@ -30,27 +29,27 @@ OnEvent = Callable[[dict[str, Any]], None]
 
 
 class Searches:
-    """Runs DARWIN searches for the server over one :class:`DarwinChatModel`'s policy and
-    reward (its fields say which and where; its ``config`` holds the server's defaults)."""
+    """Runs the server's DARWIN searches on one :class:`SearchService` (its policy and reward,
+    shared by every request), with ``defaults`` as the knobs a request does not set."""
 
-    def __init__(self, chat: DarwinChatModel, max_concurrent: int) -> None:
-        self.chat = chat
+    def __init__(
+        self,
+        service: SearchService,
+        defaults: DarwinConfig | None = None,
+        max_concurrent: int = 4,
+    ) -> None:
+        self.service = service
+        self.defaults = defaults or DarwinConfig()
         self._executor = ThreadPoolExecutor(max_concurrent, thread_name_prefix="darwin-search")
-
-    @property
-    def defaults(self) -> DarwinConfig:
-        return self.chat.config
 
     def load(self) -> None:
         """Load the weights, or check the servers, of the policy and the reward."""
-        self.chat._policy(self.chat.model)
-        self.chat._reward_model()
+        self.service.ready()
 
     def check(self) -> None:
         """Ready: both loaded and every server they use answers ``/health``."""
         self.load()
-        roots = [*self._roots(self.chat._policy(self.chat.model))]
-        roots += self._roots(self.chat._reward_model())
+        roots = self._roots(self.service.engine()) + self._roots(self.service.reward)
         for root in roots:
             response = httpx.get(f"{root}/health", timeout=5.0)
             if response.status_code != 200:
@@ -64,7 +63,9 @@ class Searches:
         root = getattr(client, "root", None)
         return [root] if isinstance(root, str) else []
 
-    def conversation(self, messages: list[dict[str, Any]], tools: bool) -> list[dict[str, str]]:
+    @staticmethod
+    def conversation(messages: list[dict[str, Any]], tools: bool) -> list[dict[str, str]]:
+        """OpenAI messages as the conversation a search answers; a 400 naming what is wrong."""
         try:
             return to_conversation(convert_to_messages(messages), tool_turns=tools)
         except (ConversationError, ValueError) as err:
@@ -78,16 +79,10 @@ class Searches:
         validity_weight: float,
     ) -> PreparedSearch:
         """One search, ready to run; a prompt over the policy's context window is a 400."""
-        self.conversation(messages, tools is not None)  # names the messages in its 400
-        extra: dict[str, Any] = {}
-        if tools is not None:
-            extra = {
-                "tools": list(tools.tools),
-                "tool_choice": "required" if tools.required else None,
-                "validity_weight": validity_weight,
-            }
-        knobs = config.model_dump()
-        search = self.chat.prepare_search(convert_to_messages(messages), **knobs, **extra)
+        conversation = self.conversation(messages, tools is not None)
+        search = self.service.prepare(
+            conversation, config, tools=tools, validity_weight=validity_weight
+        )
         try:
             self._check_context(search, config)
         except ApiError:
@@ -115,12 +110,7 @@ class Searches:
 
         def work() -> DarwinOutput:
             state: dict[str, Any] | None = None
-            for mode, data in compiled_graph().stream(
-                search.graph_input,
-                config=search.run_config,
-                context=search.context,
-                stream_mode=["custom", "values"],
-            ):
+            for mode, data in self.service.stream(search):
                 if mode == "values":
                     state = cast(dict[str, Any], data)
                 elif on_event is not None:
@@ -131,7 +121,7 @@ class Searches:
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
-            search.context.session.cancel()  # the engine stops at its next token
+            search.cancel()  # the engine stops at its next token
             await asyncio.wait([future])  # and the slot is free only once it has
             if not future.cancelled():
                 future.exception()  # SearchCancelled, expected: retrieved, not logged

@@ -42,6 +42,11 @@ class RewardModel(ABC):
         for kinds with no model positions to count."""
         return Scored(list(self.score(conversation, answers)))
 
+    def ready(self) -> None:
+        """Load weights or check the server now, so a reward that cannot work fails before
+        any decoding rather than at the first period's scoring. Nothing to do by default."""
+        return None
+
     def __add__(self, other: RewardModel) -> RewardModel:
         from langchain_darwin.rewards.weighted import WeightedReward
 
