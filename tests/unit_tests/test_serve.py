@@ -377,3 +377,17 @@ def test_an_unreachable_policy_server_is_503() -> None:
         response = httpx.post(f"{url}/chat/completions", json=body, timeout=30)
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "upstream_unavailable"
+
+
+def test_a_per_request_max_time_returns_the_best_answer_so_far(client: openai.OpenAI) -> None:
+    started = time.monotonic()
+    response = client.chat.completions.create(
+        model="darwin",
+        messages=EGG,
+        seed=1,
+        extra_body={"darwin": {"max_tokens": 3000, "ignore_eos": True, "max_time": 1.0}},
+    )
+    assert time.monotonic() - started < 30
+    record = response.model_extra["darwin"]
+    assert record["stopped"] == "max_time" and record["config"]["max_time"] == 1.0
+    assert response.choices[0].finish_reason in ("stop", "length")  # an answer, not an error
