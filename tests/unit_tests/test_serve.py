@@ -391,3 +391,12 @@ def test_a_per_request_max_time_returns_the_best_answer_so_far(client: openai.Op
     record = response.model_extra["darwin"]
     assert record["stopped"] == "max_time" and record["config"]["max_time"] == 1.0
     assert response.choices[0].finish_reason in ("stop", "length")  # an answer, not an error
+
+
+def test_darwin_serve_refuses_bad_flags_before_serving(capsys: pytest.CaptureFixture) -> None:
+    from langchain_darwin.cli import main
+
+    assert main(["serve", "--survivors", "9"]) == 2
+    assert "survivors=9" in capsys.readouterr().err
+    assert main(["serve", "--max-concurrent", "0"]) == 2
+    assert "--max-concurrent" in capsys.readouterr().err
