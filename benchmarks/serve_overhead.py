@@ -84,6 +84,7 @@ def one_at_a_time(search: Callable[[int], int], seeds: list[int]) -> list[float]
         start = time.perf_counter()
         search(seed)
         walls.append(time.perf_counter() - start)
+        log(f"  seed {seed}: {walls[-1]:.2f} s")
     return walls
 
 
@@ -126,8 +127,10 @@ def measure(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
     walls: dict[str, list[float]] = {"direct": [], "served": []}
     rates: dict[str, list[float]] = {"direct": [], "served": []}
     try:
-        for search in sides.values():
+        for name, search in sides.items():
+            start = time.perf_counter()
             search(999)  # warm-up: connections, tokenizers, the servers' prefix caches
+            log(f"warm-up {name}: {time.perf_counter() - start:.2f} s")
         for rep in range(args.repeats):
             order = list(sides.items()) if rep % 2 == 0 else list(sides.items())[::-1]
             for name, search in order:
