@@ -167,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from langchain_darwin.generate import main as generate_main
 
         return generate_main(argv[1:])
+    if argv[:1] == ["serve"]:  # `darwin serve --port 8000 ...`
+        from langchain_darwin.cli_serve import main as serve_main
+
+        return serve_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from(args, parser)

@@ -63,8 +63,10 @@ def knobs_from(args: argparse.Namespace, skip: Collection[str] = ()) -> dict[str
     }
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Which policy and reward model, and where they run (in process or on vLLM servers)."""
+def add_model_arguments(parser: argparse.ArgumentParser, api_key_flag: str = "--api-key") -> None:
+    """Which policy and reward model, and where they run (in process or on vLLM servers).
+    ``api_key_flag`` names the vLLM servers' key flag (``darwin serve`` keeps ``--api-key``
+    for its own key)."""
     group = parser.add_argument_group("models")
     group.add_argument(
         "--model",
@@ -78,7 +80,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "http://127.0.0.1:8000/v1 (default: in process)",
     )
     group.add_argument(
-        "--api-key", help=f"API key of the vLLM servers (default: ${API_KEY_ENV}, if set)"
+        api_key_flag,
+        dest="api_key",
+        help=f"API key of the vLLM servers (default: ${API_KEY_ENV}, if set)",
     )
     group.add_argument(
         "--timeout", type=float, help="seconds per request to a server (default: httpx's)"

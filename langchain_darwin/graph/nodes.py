@@ -292,10 +292,10 @@ def score(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]
             answer_text(ctx.policy, b["answer"] + tails.get(k, []), cfg.stop)
             for k, b in pending.items()
         ]
-        before = getattr(ctx.reward, "positions_scored", 0)
-        unparsed = getattr(ctx.reward, "unparsed", 0)  # a judge's replies it could not read
         try:
-            rewards = list(ctx.reward.score(state["conversation"], texts))
+            # the call reports its own cost: the reward may be shared with other searches
+            scored = ctx.reward.score_with_usage(state["conversation"], texts)
+            rewards = list(scored.scores)
         except Exception as err:
             raise RewardError(
                 f"the reward model failed while scoring {len(texts)} answers "
@@ -307,9 +307,7 @@ def score(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]
                 f"reward model returned {len(rewards)} scores for {len(texts)} answers; "
                 "it must return exactly one float per answer"
             )
-        positions = getattr(ctx.reward, "positions_scored", 0) - before
-        unparsed = getattr(ctx.reward, "unparsed", 0) - unparsed
-        usage = add_usage(usage, reward_charge(positions, len(texts), unparsed))
+        usage = add_usage(usage, reward_charge(scored.positions, len(texts), scored.unparsed))
         for (key, beam), value in zip(pending.items(), rewards, strict=True):
             beam["reward"] = _finite(_as_float(value, key), key)
             beam["scored"] = len(beam["answer"])

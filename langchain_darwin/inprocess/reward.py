@@ -24,7 +24,7 @@ from transformers import (
 
 from langchain_darwin.inprocess.memory import release_freed_host_memory
 from langchain_darwin.inprocess.prefix import CachedRow, PrefixStore, common_prefix, prefill
-from langchain_darwin.rewards.base import Conversation, RewardModel
+from langchain_darwin.rewards.base import Conversation, RewardModel, Scored
 
 #: "org/name" as the Hugging Face hub spells repository ids.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
@@ -223,8 +223,12 @@ class HFSequenceClassifierReward(RewardModel):
         return self.tokenizer.apply_chat_template(messages, tokenize=False)
 
     def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
+        return self.score_with_usage(conversation, answers).scores
+
+    def score_with_usage(self, conversation: Conversation, answers: Sequence[str]) -> Scored:
+        """Scores, and the positions this call forwarded (cached prefixes cost nothing)."""
         if not answers:
-            return []
+            return Scored()
         tokenizer = self.tokenizer
         texts = [self.render(conversation, a) for a in answers]
         # The template already wrote every special token; never add (or strip) a bos here.
@@ -237,26 +241,37 @@ class HFSequenceClassifierReward(RewardModel):
                         f"max_length={self.max_length} of {self.spec!r}; it is not truncated "
                         "silently: shorten max_tokens or pass a larger max_length"
                     )
-        scores: list[float] = []
         if self.prefix_cache and self._cacheable():
-            # the conversation's own tokens: rows that share them are this conversation's
-            # (cleared out by the call's last batch; earlier ones may still need them)
-            empty = tokenizer(self.render(conversation, ""), add_special_tokens=False)
-            head = common_prefix(empty["input_ids"], ids[0])
-            # one call at a time, so its stamp orders it among the calls that share the cache
-            with self._cache_lock, torch.inference_mode():
-                self._calls += 1
-                for start in range(0, len(ids), self.batch_size):
-                    batch = ids[start : start + self.batch_size]
-                    last = start + self.batch_size >= len(ids)
-                    scores.extend(self._forward_cached(batch, head if last else 0, self._calls))
-            release_freed_host_memory(self.model.device)
-            return scores
+            return self._score_cached(conversation, ids)
+        scores: list[float] = []
         for start in range(0, len(ids), self.batch_size):
             scores.extend(self._forward(ids[start : start + self.batch_size]))
+        positions = sum(len(row) for row in ids)
         with self._lock:
-            self.positions_scored += sum(len(row) for row in ids)
-        return scores
+            self.positions_scored += positions
+        return Scored(scores, positions)
+
+    def _score_cached(self, conversation: Conversation, ids: list[list[int]]) -> Scored:
+        # the conversation's own tokens: rows that share them are this conversation's
+        # (cleared out by the call's last batch; earlier ones may still need them)
+        empty = self.tokenizer(self.render(conversation, ""), add_special_tokens=False)
+        head = common_prefix(empty["input_ids"], ids[0])
+        scores: list[float] = []
+        positions = 0
+        # one call at a time, so its stamp orders it among the calls that share the cache
+        with self._cache_lock, torch.inference_mode():
+            self._calls += 1
+            for start in range(0, len(ids), self.batch_size):
+                batch = ids[start : start + self.batch_size]
+                last = start + self.batch_size >= len(ids)
+                batch_scores, forwarded = self._forward_cached(
+                    batch, head if last else 0, self._calls
+                )
+                scores.extend(batch_scores)
+                positions += forwarded
+            self.positions_scored += positions
+        release_freed_host_memory(self.model.device)
+        return Scored(scores, positions)
 
     def _cacheable(self) -> bool:
         """A causal backbone with a ``score`` head on the last token (Llama, Mistral, Qwen,
@@ -283,11 +298,14 @@ class HFSequenceClassifierReward(RewardModel):
         )
         return out.last_hidden_state
 
-    def _forward_cached(self, rows: list[list[int]], head: int, call: int) -> list[float]:
+    def _forward_cached(
+        self, rows: list[list[int]], head: int, call: int
+    ) -> tuple[list[float], int]:
         """Score rows forwarding only what no cached row shares: a beam one period longer
         costs its new tokens plus the template tail; a copied answer costs one position.
         ``head`` is how many leading tokens are the conversation's (0: keep its rows);
-        ``call`` stamps the rows. The caller holds the cache lock."""
+        ``call`` stamps the rows; also returns the positions forwarded. The caller holds the
+        cache lock."""
         model = self.model
         pad_id = model.config.get_text_config().pad_token_id
 
@@ -320,9 +338,9 @@ class HFSequenceClassifierReward(RewardModel):
         while len(self._store.rows) > self._cache_rows:
             self._store.rows.pop(next(iter(self._store.rows)))
         self._written = {key: self._written[key] for key in self._store.rows}
-        self.positions_scored += sum(filled.forwarded.values())
+        forwarded = sum(filled.forwarded.values())
         del filled
-        return logits[:, 0].float().cpu().tolist()
+        return logits[:, 0].float().cpu().tolist(), forwarded
 
     def _forward(self, rows: list[list[int]]) -> list[float]:
         """One right-padded batch through the classifier."""

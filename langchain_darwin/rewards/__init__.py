@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from langchain_darwin.rewards.base import Conversation, RewardModel
+from langchain_darwin.rewards.base import Conversation, RewardModel, Scored
 from langchain_darwin.rewards.callable import CallableReward
 from langchain_darwin.rewards.weighted import WeightedReward
 
@@ -45,6 +45,7 @@ __all__ = [
     "HFSequenceClassifierReward",
     "RelevanceReward",
     "RewardModel",
+    "Scored",
     "ServedReward",
     "SubstanceReward",
     "ToneReward",

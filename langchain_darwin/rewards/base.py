@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 #: A conversation as plain data: [{"role": "system"|"user"|"assistant", "content": str}, ...].
 Conversation = Sequence[dict[str, str]]
@@ -11,6 +12,17 @@ Conversation = Sequence[dict[str, str]]
 
 class RewardError(RuntimeError):
     """The reward model raised or returned something that is not one number per answer."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One scoring call's scores and what that call alone cost: reward-model ``positions`` it
+    read and judge replies it could not parse (``unparsed``). Searches charge these, never a
+    reward's lifetime counters, which concurrent searches sharing the reward all move."""
+
+    scores: list[float] = field(default_factory=list)
+    positions: int = 0
+    unparsed: int = 0
 
 
 class RewardModel(ABC):
@@ -23,6 +35,12 @@ class RewardModel(ABC):
     def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
         """One float per answer, higher is better, for answers to ``conversation``
         (which ends with the user turn being answered)."""
+
+    def score_with_usage(self, conversation: Conversation, answers: Sequence[str]) -> Scored:
+        """``score`` and what this call cost. Kinds that read a model (classifiers, served
+        rewards, judges, sums of them) override it and count their own call; the default is
+        for kinds with no model positions to count."""
+        return Scored(list(self.score(conversation, answers)))
 
     def ready(self) -> None:
         """Load weights or check the server now, so a reward that cannot work fails before

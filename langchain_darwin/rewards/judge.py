@@ -21,7 +21,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 
-from langchain_darwin.rewards.base import Conversation, RewardModel
+from langchain_darwin.rewards.base import Conversation, RewardModel, Scored
 
 POINTWISE_SYSTEM = (
     "You are a strict, impartial judge of answers written by an AI assistant. Judge whether "
@@ -192,7 +192,8 @@ class ChatModelJudge(RewardModel):
             return None
         return sum(table[w] for table, w in zip(wins, picked, strict=True)) / 2
 
-    def _scores(self, per_answer: list[list[str]]) -> list[float]:
+    def _scores(self, per_answer: list[list[str]]) -> Scored:
+        """The scores, and how many of this call's replies could not be read."""
         scores, missed = [], []
         for i, replies in enumerate(per_answer):
             value = self._read(replies)
@@ -210,7 +211,7 @@ class ChatModelJudge(RewardModel):
                 RuntimeWarning,
                 stacklevel=3,
             )
-        return scores
+        return Scored(scores, 0, len(missed))
 
     # -- scoring --------------------------------------------------------------------------------
 
@@ -232,8 +233,12 @@ class ChatModelJudge(RewardModel):
         return {"max_concurrency": self.max_concurrency, "run_name": "darwin_judge"}
 
     def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
+        return self.score_with_usage(conversation, answers).scores
+
+    def score_with_usage(self, conversation: Conversation, answers: Sequence[str]) -> Scored:
+        """Scores and this call's unparsed replies (the judge's positions are its server's)."""
         if not answers:
-            return []
+            return Scored()
         flat, sizes = self._flat(conversation, answers)
         replies = self.model.batch(flat, config=self._config())
         return self._scores(self._regroup(replies, sizes))
@@ -244,7 +249,7 @@ class ChatModelJudge(RewardModel):
             return []
         flat, sizes = self._flat(conversation, answers)
         replies = await self.model.abatch(flat, config=self._config())
-        return self._scores(self._regroup(replies, sizes))
+        return self._scores(self._regroup(replies, sizes)).scores
 
     def __repr__(self) -> str:
         return f"ChatModelJudge({type(self.model).__name__}, mode={self.mode!r})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from numbers import Real
 
-from langchain_darwin.rewards.base import Conversation, RewardModel
+from langchain_darwin.rewards.base import Conversation, RewardModel, Scored
 
 
 class WeightedReward(RewardModel):
@@ -50,23 +50,31 @@ class WeightedReward(RewardModel):
                 reward.ready()
 
     def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
+        return self.score_with_usage(conversation, answers).scores
+
+    def score_with_usage(self, conversation: Conversation, answers: Sequence[str]) -> Scored:
+        """The weighted sum, and the positions and unparsed replies of every term's call."""
         totals = [0.0] * len(answers)
+        positions = unparsed = 0
         if not answers:
-            return totals
+            return Scored(totals)
         for weight, reward in self.terms:
             if weight == 0.0:
                 continue  # a switched-off term costs nothing (it may be a large model)
-            scores = reward.score(conversation, answers)
-            if len(scores) != len(answers):
+            scored = reward.score_with_usage(conversation, answers)
+            if len(scored.scores) != len(answers):
                 raise ValueError(
-                    f"{reward!r} returned {len(scores)} scores for {len(answers)} answers"
+                    f"{reward!r} returned {len(scored.scores)} scores for {len(answers)} answers"
                 )
-            totals = [t + weight * float(s) for t, s in zip(totals, scores, strict=True)]
-        return totals
+            totals = [t + weight * float(s) for t, s in zip(totals, scored.scores, strict=True)]
+            positions += scored.positions
+            unparsed += scored.unparsed
+        return Scored(totals, positions, unparsed)
 
     @property
     def positions_scored(self) -> int:
-        """Reward-model positions scored by the terms that count them (each model once)."""
+        """Reward-model positions scored so far by the terms that count them (each model once,
+        over its lifetime: shared by every search using it; a search charges ``Scored``)."""
         seen = {id(r): r for _, r in self.terms}
         return sum(int(getattr(r, "positions_scored", 0)) for r in seen.values())
 

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_darwin.rewards.base import Conversation, RewardModel
+from langchain_darwin.rewards.base import Conversation, RewardModel, Scored
 from langchain_darwin.served.client import ServerClient
 from langchain_darwin.served.errors import RequestFailed
 from langchain_darwin.served.startup import check_tokenizer, load_client_tokenizer, served_model
@@ -59,8 +59,12 @@ class ServedReward(RewardModel):
         return self.tokenizer.render_chat(messages, add_generation_prompt=False)
 
     def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
+        return self.score_with_usage(conversation, answers).scores
+
+    def score_with_usage(self, conversation: Conversation, answers: Sequence[str]) -> Scored:
+        """Scores, and the positions of this call's texts (the server reads them all)."""
         if not answers:
-            return []
+            return Scored()
         ids = [self.tokenizer.encode(self.render(conversation, a)) for a in answers]
         if self.max_length is not None:
             for i, row in enumerate(ids):
@@ -73,9 +77,10 @@ class ServedReward(RewardModel):
         scores: list[float] = []
         for start in range(0, len(ids), self.batch_size):
             scores.extend(self._classify(ids[start : start + self.batch_size]))
+        positions = sum(len(row) for row in ids)
         with self._lock:
-            self.positions_scored += sum(len(row) for row in ids)
-        return scores
+            self.positions_scored += positions
+        return Scored(scores, positions)
 
     def _classify(self, rows: list[list[int]]) -> list[float]:
         payload = {

@@ -88,6 +88,9 @@ def test_judge_prompt_holds_the_conversation_and_the_answer() -> None:
     with pytest.warns(RuntimeWarning):  # the parrot echoes the prompt: no score in it
         assert judge.score(EGG, ["x"]) == [-1.0]
     assert judge.unparsed == 1
+    with pytest.warns(RuntimeWarning):  # a call reports its own unparsed replies, not the total
+        scored = judge.score_with_usage(EGG, ["x", "y"])
+    assert (scored.scores, scored.unparsed, judge.unparsed) == ([-1.0, -1.0], 2, 3)
 
 
 _COUNT_LOCK = threading.Lock()
