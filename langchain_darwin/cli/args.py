@@ -1,4 +1,4 @@
-"""Command-line arguments shared by ``darwin`` and ``darwin generate``, declared once.
+"""Command-line arguments shared by ``darwin run`` and ``darwin generate``, declared once.
 
 The DARWIN knobs are derived from :class:`DarwinConfig` (their types, defaults and help), and
 the model arguments (where the policy and the reward model run) map onto
@@ -33,6 +33,16 @@ def _knob_arguments(annotation: Any) -> dict[str, Any]:
     return {"type": annotation, "metavar": {int: "N", float: "X"}.get(annotation)}
 
 
+def _shown(default: Any) -> str:
+    """A default as help shows it: on/off for switches only (``1 == True`` in Python, so a
+    lookup keyed by True would call an integer knob's default 1 "on")."""
+    if default is None:
+        return "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default)
+
+
 def add_knob_arguments(
     parser: argparse.ArgumentParser, skip: Collection[str] = ()
 ) -> argparse._ArgumentGroup:
@@ -41,9 +51,8 @@ def add_knob_arguments(
     for name, info in DarwinConfig.model_fields.items():
         if name in skip:
             continue
-        default = info.get_default()
-        shown = {None: "none", True: "on", False: "off"}.get(default, default)
-        help_text = f"{info.description} (default: {shown})".replace("%", "%%")
+        help_text = f"{info.description} (default: {_shown(info.get_default())})"
+        help_text = help_text.replace("%", "%%")
         group.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
@@ -124,3 +133,11 @@ def chat_fields(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
     }
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def quiet_transformers() -> None:
+    """Weight-loading progress bars and notices would clutter the commands' progress display."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
