@@ -1,0 +1,119 @@
+"""Throughput of ``darwin generate --concurrency N`` against vLLM servers.
+
+    .venv/bin/python -m benchmarks.generate_concurrency --rows 8 --concurrency 1 4 8
+
+Starts the vLLM test servers (tests/servers.py: the embedded SmolLM2 as the policy and a
+SmolLM2-based classifier as the reward model, both on loopback), or uses running ones
+(``--base-url`` with ``--reward-base-url``), then answers the same MT-Bench first turns once per
+N with :func:`langchain_darwin.generate.generate`, after one warm-up row. Prints one JSON line
+per N (wall seconds, rows per second, generated tokens per second, speed-up over the first N)
+and whether each N wrote the same answers as the first (per-row seeds: it should, unless the
+server's batching changes a sampled token). A benchmark, not a test: on a shared machine the
+numbers are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from langchain_darwin.generate import generate
+from langchain_darwin.rewards import ServedReward
+
+QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "mt_bench_questions.jsonl"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=8, help="prompts per run (default: 8)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--method", default="darwin")
+    parser.add_argument("--budget", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--replacement-period", type=int, default=16)
+    parser.add_argument("--questions", type=Path, default=QUESTIONS)
+    parser.add_argument("--base-url", help="a running policy server (default: start one)")
+    parser.add_argument("--model", default="smollm2-policy", help="the name it serves")
+    parser.add_argument("--reward-base-url", help="a running reward server (with --base-url)")
+    parser.add_argument("--reward-model", default="smollm2-reward", help="the name it serves")
+    parser.add_argument("--workdir", type=Path, help="outputs and server logs (default: a temp)")
+    return parser.parse_args()
+
+
+def one_run(args: argparse.Namespace, src: Path, out: Path, n: int, rows: int) -> dict[str, Any]:
+    reward = ServedReward(args.reward_base_url, args.reward_model)
+    started = time.perf_counter()
+    summary = generate(
+        src,
+        out,
+        method=args.method,
+        budget=args.budget,
+        model=args.model,
+        reward_model=reward,
+        chat={"base_url": args.base_url},
+        limit=rows,
+        progress=False,
+        concurrency=n,
+        max_tokens=args.max_tokens,
+        replacement_period=args.replacement_period,
+    )
+    seconds = time.perf_counter() - started
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["index"] for r in records] == list(range(rows)), "rows out of input order"
+    tokens = sum(r["darwin"]["generated_tokens"] for r in records)
+    return {
+        "concurrency": n,
+        "rows": summary["written"],
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rows / seconds, 3),
+        "generated_tokens_per_s": round(tokens / seconds, 1),
+        "mean_row_seconds": round(sum(r["seconds"] for r in records) / rows, 2),
+        "outputs": [r["output"] for r in records],
+    }
+
+
+def measure(args: argparse.Namespace, workdir: Path) -> None:
+    src = args.questions
+    one_run(args, src, workdir / "warmup.jsonl", 1, 1)  # compile and cache the server's shapes
+    first: dict[str, Any] | None = None
+    for n in args.concurrency:
+        result = one_run(args, src, workdir / f"c{n}.jsonl", n, args.rows)
+        outputs = result.pop("outputs")
+        if first is None:
+            first = {**result, "outputs": outputs}
+        result["speedup"] = round(first["seconds"] / result["seconds"], 2)
+        result["same_answers_as_first"] = outputs == first["outputs"]
+        print(json.dumps(result), flush=True)
+
+
+def main() -> int:
+    args = parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="darwin-concurrency-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    if args.base_url:
+        if not args.reward_base_url:
+            sys.exit("--base-url needs --reward-base-url")
+        measure(args, workdir)
+        return 0
+    from tests.servers import VLLMServer, policy_dir, reward_model_dir, start_servers
+
+    policy = VLLMServer(policy_dir(), args.model, workdir / "policy.log")
+    reward = VLLMServer(reward_model_dir(), args.reward_model, workdir / "reward.log", pooling=True)
+    print(f"starting vLLM servers (logs in {workdir})", file=sys.stderr, flush=True)
+    start_servers(policy, reward)
+    try:
+        args.base_url, args.reward_base_url = policy.base_url, reward.base_url
+        measure(args, workdir)
+    finally:
+        policy.stop()
+        reward.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
