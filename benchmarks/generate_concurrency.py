@@ -55,7 +55,7 @@ def one_run(args: argparse.Namespace, src: Path, out: Path, n: int, rows: int) -
         budget=args.budget,
         model=args.model,
         reward_model=reward,
-        chat={"base_url": args.base_url},
+        engine={"base_url": args.base_url},
         limit=rows,
         progress=False,
         concurrency=n,

@@ -124,7 +124,9 @@ class Runner:
         self.timer.reset()
         manager = CallbackManager(handlers=[self.timer], inheritable_handlers=[self.timer])
         start = time.perf_counter()
-        state = chat.run_search([HumanMessage(prompt)], callbacks=manager)
+        state = chat.search_service.run(
+            chat.prepare_search([HumanMessage(prompt)], callbacks=manager)
+        )
         wall = time.perf_counter() - start
         usage = state["usage"]
         phases = {p: dict(usage[p]) for p in PHASES}
@@ -551,7 +553,7 @@ class ServedBench:
         )
         q0, h0 = self.counters() if served else (0.0, 0.0)
         start = time.perf_counter()
-        state = chat.run_search([HumanMessage(prompt)])
+        state = chat.search_service.run(chat.prepare_search([HumanMessage(prompt)]))
         wall = time.perf_counter() - start
         q1, h1 = self.counters() if served else (0.0, 0.0)
         usage = state["usage"]
@@ -634,7 +636,7 @@ class ServedBench:
             **PAPER,
         )
         start = time.perf_counter()
-        state = chat.run_search([HumanMessage(prompt)])
+        state = chat.search_service.run(chat.prepare_search([HumanMessage(prompt)]))
         return {
             "wall_s": time.perf_counter() - start,
             "generated": generated_tokens(state["usage"]),

@@ -17,7 +17,6 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from langchain_core.callbacks import (
@@ -34,20 +33,12 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.utils import LC_ID_PREFIX
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
-from langchain_darwin.config import (
-    DEFAULT_MODEL,
-    DEFAULT_RELEVANCE_WEIGHT,
-    DEFAULT_TONE_WEIGHT,
-    DarwinConfig,
-)
+from langchain_darwin.config import DEFAULT_MODEL, DarwinConfig
 from langchain_darwin.conversation import to_conversation
-from langchain_darwin.engines import EngineSpec, get_engine
-from langchain_darwin.graph.builder import compiled_graph, recursion_limit
+from langchain_darwin.engines import EngineSpec
 from langchain_darwin.graph.report import search_metadata
-from langchain_darwin.graph.state import DarwinContext, DarwinInput, DarwinOutput
-from langchain_darwin.policy.base import PolicyEngine
-from langchain_darwin.reward_models import as_reward_model
-from langchain_darwin.rewards.base import RewardModel
+from langchain_darwin.graph.state import DarwinOutput
+from langchain_darwin.search import GRAPH_RUN_NAME, PreparedSearch, SearchService
 from langchain_darwin.streaming import (
     STREAM_PARENT,
     answer_chunks,
@@ -56,12 +47,9 @@ from langchain_darwin.streaming import (
     with_stream_parent,
 )
 from langchain_darwin.tools import (
-    ToolCallValidity,
     ToolSetup,
     parse_tool_call,
-    setup_prompt,
     tool_spec,
-    with_tool_prompt,
 )
 from langchain_darwin.usage import token_usage
 
@@ -73,24 +61,6 @@ IGNORED_STANDARD = frozenset(
 )
 #: Per-call arguments of tool calling (set by ``bind_tools``), and the validity term's weight.
 TOOL_ARGS = frozenset({"tools", "tool_choice", "validity_weight"})
-#: Name of the graph's run in traces (its nodes are its child runs).
-GRAPH_RUN_NAME = "darwin_search"
-
-
-@dataclass
-class PreparedSearch:
-    """One search ready to run on :func:`compiled_graph`: its input, its run config (recursion
-    limit, callbacks) and its context (policy, reward model, this run's caches). ``close()``
-    frees the caches."""
-
-    graph_input: DarwinInput
-    run_config: RunnableConfig
-    context: DarwinContext
-    model: str
-    tools: ToolSetup | None = None
-
-    def close(self) -> None:
-        self.context.session.clear()
 
 
 class DarwinChatModel(BaseChatModel):
@@ -122,8 +92,6 @@ class DarwinChatModel(BaseChatModel):
     model: str = DEFAULT_MODEL
     reward_model: Any = None
     config: DarwinConfig = Field(default_factory=DarwinConfig)
-    relevance_weight: float = DEFAULT_RELEVANCE_WEIGHT
-    tone_weight: float = DEFAULT_TONE_WEIGHT
     validity_weight: float = 1.0
     """Weight of the tool-call validity term (1 for a valid call) added to the reward when
     tools are bound; also a per-call argument."""
@@ -137,7 +105,7 @@ class DarwinChatModel(BaseChatModel):
     streaming: bool = False
     """Accepted for compatibility; the answer exists only once the search ends."""
 
-    _reward: RewardModel | None = PrivateAttr(default=None)
+    _service: SearchService | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @model_validator(mode="before")
@@ -207,18 +175,13 @@ class DarwinChatModel(BaseChatModel):
             dtype=self.dtype,
         )
 
-    def _policy(self, model: str) -> PolicyEngine:
-        return get_engine(self.engine_spec(model))
-
-    def _reward_model(self) -> RewardModel:
+    @property
+    def search_service(self) -> SearchService:
+        """The service this model's searches run on (policy and reward resolved once)."""
         with self._lock:
-            if self._reward is None:
-                self._reward = as_reward_model(
-                    self.reward_model,
-                    relevance_weight=self.relevance_weight,
-                    tone_weight=self.tone_weight,
-                )
-            return self._reward
+            if self._service is None:
+                self._service = SearchService(self.engine_spec(), self.reward_model)
+            return self._service
 
     def _call_config(
         self, stop: list[str] | None, kwargs: dict[str, Any]
@@ -251,85 +214,19 @@ class DarwinChatModel(BaseChatModel):
         callbacks: BaseCallbackManager | None = None,
         **kwargs: Any,
     ) -> PreparedSearch:
-        """Everything one search needs (loading the weights on first use), ready for
-        ``compiled_graph().invoke/stream/ainvoke(p.graph_input, p.run_config,
-        context=p.context)``. Call ``close()`` when done."""
+        """The search for ``messages`` with this model's knobs and the call's ``kwargs``, both
+        machines readied (see :class:`SearchService`); run it with the service."""
         tools = self._tool_setup(kwargs)
         conversation = to_conversation(messages, tool_turns=bool(kwargs.get("tools")))
         config, model = self._call_config(stop, dict(kwargs))
-        reward = self._reward_model()
-        if tools is not None:
-            # The system-prompt route works with every chat template; templates that render
-            # tools natively would need ``policy.render(..., tools=...)`` from the graph's nodes.
-            conversation = with_tool_prompt(conversation, setup_prompt(tools))
-            weight = float(kwargs.get("validity_weight", self.validity_weight))
-            if weight:
-                reward = reward + weight * ToolCallValidity(tools)
-        policy = self._policy(model)
-        context = DarwinContext(
-            policy=policy,
-            reward=reward,
-            session=policy.new_session(reuse_cache=config.cache == "kv"),
-        )
-        run_config: RunnableConfig = {
-            "recursion_limit": recursion_limit(config),
-            "run_name": GRAPH_RUN_NAME,
-        }
-        if callbacks is not None:
-            run_config["callbacks"] = callbacks
-        return PreparedSearch(
-            graph_input={"conversation": conversation, "config": config.model_dump()},
-            run_config=run_config,
-            context=context,
+        return self.search_service.prepare(
+            conversation,
+            config,
             model=model,
             tools=tools,
+            validity_weight=float(kwargs.get("validity_weight", self.validity_weight)),
+            callbacks=callbacks,
         )
-
-    def run_search(
-        self,
-        messages: Sequence[BaseMessage],
-        stop: list[str] | None = None,
-        callbacks: BaseCallbackManager | None = None,
-        **kwargs: Any,
-    ) -> DarwinOutput:
-        """Run the DARWIN graph over ``messages`` and return its final state."""
-        search = self.prepare_search(messages, stop=stop, callbacks=callbacks, **kwargs)
-        try:
-            # the v1 overload is typed dict[str, Any] | Any; the output schema is DarwinOutput
-            return cast(
-                DarwinOutput,
-                compiled_graph().invoke(
-                    search.graph_input, config=search.run_config, context=search.context
-                ),
-            )
-        finally:
-            search.close()
-
-    async def arun_search(
-        self,
-        messages: Sequence[BaseMessage],
-        stop: list[str] | None = None,
-        callbacks: BaseCallbackManager | None = None,
-        **kwargs: Any,
-    ) -> DarwinOutput:
-        """:meth:`run_search` without blocking the event loop: weights load in a worker
-        thread, and LangGraph runs each (synchronous) node in its executor."""
-        search = await asyncio.to_thread(
-            self.prepare_search, messages, stop=stop, callbacks=callbacks, **kwargs
-        )
-        try:
-            return cast(
-                DarwinOutput,
-                await compiled_graph().ainvoke(
-                    search.graph_input, config=search.run_config, context=search.context
-                ),
-            )
-        except asyncio.CancelledError:
-            # the node running in LangGraph's executor thread stops at its next token
-            search.context.session.cancel()
-            raise
-        finally:
-            search.close()
 
     # -- tools and structured output --------------------------------------------------------
     def bind_tools(
@@ -386,7 +283,8 @@ class DarwinChatModel(BaseChatModel):
         callbacks = None
         if run_manager is not None:
             callbacks = child_callbacks(run_manager, run_manager.run_id, is_async=False)
-        state = self.run_search(messages, stop=stop, callbacks=callbacks, **kwargs)
+        service = self.search_service
+        state = service.run(self.prepare_search(messages, stop, callbacks, **kwargs))
         message = self._to_message(
             state, kwargs.get("model") or self.model, run_manager, self._tool_setup(kwargs)
         )
@@ -405,7 +303,9 @@ class DarwinChatModel(BaseChatModel):
         callbacks = None
         if run_manager is not None:
             callbacks = child_callbacks(run_manager, run_manager.run_id, is_async=True)
-        state = await self.arun_search(messages, stop=stop, callbacks=callbacks, **kwargs)
+        service = self.search_service
+        search = await asyncio.to_thread(self.prepare_search, messages, stop, callbacks, **kwargs)
+        state = await service.arun(search)
         message = self._to_message(
             state, kwargs.get("model") or self.model, run_manager, self._tool_setup(kwargs)
         )
@@ -480,7 +380,8 @@ class DarwinChatModel(BaseChatModel):
             callbacks = child_callbacks(run_manager, run_manager.run_id, is_async=False)
         else:
             callbacks = stream_parent_callbacks(is_async=False)
-        state = self.run_search(messages, stop=stop, callbacks=callbacks, **kwargs)
+        service = self.search_service
+        state = service.run(self.prepare_search(messages, stop, callbacks, **kwargs))
         message = self._to_message(
             state, kwargs.get("model") or self.model, tools=self._tool_setup(kwargs)
         )
@@ -499,7 +400,9 @@ class DarwinChatModel(BaseChatModel):
             callbacks = child_callbacks(run_manager, run_manager.run_id, is_async=True)
         else:
             callbacks = stream_parent_callbacks(is_async=True)
-        state = await self.arun_search(messages, stop=stop, callbacks=callbacks, **kwargs)
+        service = self.search_service
+        search = await asyncio.to_thread(self.prepare_search, messages, stop, callbacks, **kwargs)
+        state = await service.arun(search)
         message = self._to_message(
             state, kwargs.get("model") or self.model, tools=self._tool_setup(kwargs)
         )

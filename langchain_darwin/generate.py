@@ -33,13 +33,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from langchain_darwin.baselines import METHODS, method_knobs
-from langchain_darwin.graph.report import plain_json
-
-if TYPE_CHECKING:
-    from langchain_darwin.graph.state import DarwinOutput
+from langchain_darwin.config import DEFAULT_MODEL, DarwinConfig
+from langchain_darwin.engines import EngineSpec
+from langchain_darwin.graph.report import plain_json, search_metadata
+from langchain_darwin.search import PreparedSearch, SearchService
 
 #: Input fields that never pass through to the output record.
 _DROPPED = frozenset(
@@ -183,53 +183,40 @@ def pending_rows(prompts: list[dict[str, Any]], out: Path, generator: str) -> li
 
 
 class RowSearches:
-    """Answers input rows, one DARWIN search per row, from any number of threads at once;
-    :meth:`cancel` stops every search still running at its next token."""
+    """Answers input rows, one DARWIN search per row on ``service``, from any number of
+    threads at once; :meth:`cancel` stops every search still running at its next token."""
 
     def __init__(
         self,
         prompts: list[dict[str, Any]],
-        chat: Any,
-        knobs: dict[str, Any],
+        service: SearchService,
+        config: DarwinConfig,
         *,
         method: str,
         generator: str,
         seed: int | None,
     ) -> None:
-        self.prompts, self.chat, self.knobs = prompts, chat, knobs
+        self.prompts, self.service, self.config = prompts, service, config
         self.method, self.generator, self.seed = method, generator, seed
-        self._running: dict[int, Any] = {}  # id -> session (sessions are not hashable)
+        self._running: dict[int, PreparedSearch] = {}  # by id: searches are not hashable
         self._lock = threading.Lock()
         self._cancelled = False
 
     def __call__(self, index: int) -> dict[str, Any]:
         """The output record of row ``index`` (its seed is ``seed + index``)."""
-        from langchain_core.messages import HumanMessage
-
-        from langchain_darwin.graph.builder import compiled_graph
-        from langchain_darwin.graph.report import search_metadata
-
         prompt, started = self.prompts[index], time.perf_counter()
         row_seed = None if self.seed is None else self.seed + index
-        search = self.chat.prepare_search(
-            [HumanMessage(prompt["instruction"])], seed=row_seed, **self.knobs
-        )
-        session = search.context.session
+        conversation = [{"role": "user", "content": prompt["instruction"]}]
+        search = self.service.prepare(conversation, self.config.merged(seed=row_seed))
         with self._lock:
             if self._cancelled:
-                session.cancel()
-            self._running[id(session)] = session
+                search.cancel()
+            self._running[id(search)] = search
         try:
-            state = cast(
-                "DarwinOutput",
-                compiled_graph().invoke(
-                    search.graph_input, config=search.run_config, context=search.context
-                ),
-            )
+            state = self.service.run(search)
         finally:
             with self._lock:
-                del self._running[id(session)]
-            search.close()
+                del self._running[id(search)]
         return {
             "instruction": prompt["instruction"],
             "output": state["answer"],
@@ -247,8 +234,8 @@ class RowSearches:
     def cancel(self) -> None:
         with self._lock:
             self._cancelled = True
-            for session in self._running.values():
-                session.cancel()
+            for search in self._running.values():
+                search.cancel()
 
 
 def in_input_order(
@@ -278,9 +265,10 @@ def generate(
     *,
     method: str = "darwin",
     budget: int | None = None,
-    model: str = "default",
+    model: str | None = None,
     reward_model: Any = None,
-    chat: dict[str, Any] | None = None,
+    engine: dict[str, Any] | None = None,
+    service: SearchService | None = None,
     seed: int | None = 0,
     limit: int | None = None,
     generator: str | None = None,
@@ -293,24 +281,28 @@ def generate(
     """Answer every prompt of ``input_path`` with ``method`` at ``budget`` (see
     :mod:`langchain_darwin.baselines`), ``concurrency`` rows at once, and append
     AlpacaEval-compatible records to ``output_path`` in input order, skipping rows already
-    there. ``chat`` holds further DarwinChatModel fields (``base_url``, ``api_key``,
-    ``device``...). ``knobs`` are DarwinConfig knobs (``max_tokens``, ``iterations``...) and
-    win over the method's. Returns ``{"total", "skipped", "written", "output", "seconds"}``."""
+    there. The searches run on ``service``, or on one made of ``model`` (the policy, default
+    "default"), ``reward_model`` and ``engine`` (further :class:`EngineSpec` fields:
+    ``base_url``, ``api_key``, ``device``...). ``knobs`` are DarwinConfig knobs
+    (``max_tokens``, ``iterations``...) and win over the method's.
+    Returns ``{"total", "skipped", "written", "output", "seconds"}``."""
     from tqdm.auto import tqdm
-
-    from langchain_darwin.chat_model import DarwinChatModel
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    if service is not None and (model is not None or reward_model is not None or engine):
+        raise ValueError("give either service= or model=/reward_model=/engine=, not both")
+    service = service or _service(model, reward_model, engine)
+    config = DarwinConfig().merged(  # bad knobs fail before the first row
+        **method_knobs(method, None if method == "sample" else budget, **knobs)
+    )
     prompts = read_prompts(input_path)[:limit]
-    out, name = Path(output_path), generator or generator_name(model, method, budget)
+    out, name = Path(output_path), generator or generator_name(service.model, method, budget)
     todo = pending_rows(prompts, out, name)
-    call_knobs = method_knobs(method, None if method == "sample" else budget, **knobs)
-    llm = DarwinChatModel(**{**(chat or {}), "model": model, "reward_model": reward_model})
-    llm.config.merged(**call_knobs)  # fail on bad knobs before the first row
-    searches = RowSearches(prompts, llm, call_knobs, method=method, generator=name, seed=seed)
+    service.ready()  # a policy or reward that cannot load fails before the first row
+    searches = RowSearches(prompts, service, config, method=method, generator=name, seed=seed)
     started, written = time.perf_counter(), 0
     out.parent.mkdir(parents=True, exist_ok=True)
     done = len(prompts) - len(todo)
@@ -335,6 +327,10 @@ def generate(
         "output": str(out),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _service(model: str | None, reward_model: Any, engine: dict[str, Any] | None) -> SearchService:
+    return SearchService(EngineSpec(model=model or DEFAULT_MODEL, **(engine or {})), reward_model)
 
 
 def export(output_path: str | os.PathLike[str], json_path: str | os.PathLike[str]) -> None:

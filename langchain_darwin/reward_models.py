@@ -13,7 +13,6 @@ from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from langchain_darwin.config import DEFAULT_RELEVANCE_WEIGHT, DEFAULT_TONE_WEIGHT
 from langchain_darwin.rewards.base import RewardModel
 from langchain_darwin.rewards.callable import CallableReward
 from langchain_darwin.rewards.weighted import WeightedReward
@@ -60,17 +59,13 @@ def _is_pair(item: Any) -> bool:
     )
 
 
-def as_reward_model(
-    spec: Any,
-    *,
-    relevance_weight: float = DEFAULT_RELEVANCE_WEIGHT,
-    tone_weight: float = DEFAULT_TONE_WEIGHT,
-) -> RewardModel:
-    """The RewardModel that ``spec`` names; the weights only shape the default (``None``)."""
+def as_reward_model(spec: Any) -> RewardModel:
+    """The RewardModel that ``spec`` names (``None``: the offline default; other weights of
+    its terms: pass ``default_reward(relevance_weight=..., ...)`` itself)."""
     if spec is None:
         from langchain_darwin.inprocess.default_reward import default_reward
 
-        return default_reward(relevance_weight=relevance_weight, tone_weight=tone_weight)
+        return default_reward()
     if isinstance(spec, RewardModel):
         return spec
     if _is_chat_model(spec):
@@ -82,8 +77,7 @@ def as_reward_model(
     if isinstance(spec, (list, tuple)):
         if not spec or not all(_is_pair(item) for item in spec):
             raise TypeError(f"a list reward must be non-empty (weight, reward) pairs, got {spec!r}")
-        kw = {"relevance_weight": relevance_weight, "tone_weight": tone_weight}
-        return WeightedReward([(float(w), as_reward_model(s, **kw)) for w, s in spec])
+        return WeightedReward([(float(w), as_reward_model(s)) for w, s in spec])
     if callable(spec):
         return CallableReward(spec)
     raise TypeError(f"reward_model must be {ACCEPTED}; got {type(spec).__name__}: {spec!r}")

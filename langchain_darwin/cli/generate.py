@@ -16,9 +16,9 @@ from langchain_darwin.baselines import METHODS
 from langchain_darwin.cli.args import (
     add_knob_arguments,
     add_model_arguments,
-    chat_fields,
     knobs_from,
     quiet_transformers,
+    search_service,
 )
 
 HELP = "answer a dataset (JSONL / MT-Bench / AlpacaEval JSON) into AlpacaEval records"
@@ -80,16 +80,12 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_transformers()
     try:
-        fields = chat_fields(args)
-        fields.pop("model")
         summary = generate(
             args.input,
             args.output,
             method=args.method,
             budget=args.budget,
-            model=args.model,
-            reward_model=fields.pop("reward_model", None),
-            chat=fields,
+            service=search_service(args),
             seed=args.seed,
             limit=args.limit,
             generator=args.generator,

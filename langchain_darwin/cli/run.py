@@ -15,19 +15,17 @@ import random
 import sys
 from typing import Any
 
-from langchain_core.messages import HumanMessage
 from pydantic import ValidationError
 from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
 
-from langchain_darwin.chat_model import DarwinChatModel
 from langchain_darwin.cli.args import (
     add_knob_arguments,
     add_model_arguments,
-    chat_fields,
     knobs_from,
     quiet_transformers,
+    search_service,
 )
 from langchain_darwin.cli.progress import Tracker, run_with_progress
 from langchain_darwin.config import DEFAULT_RELEVANCE_WEIGHT, DEFAULT_TONE_WEIGHT, DarwinConfig
@@ -166,27 +164,42 @@ def _interrupted(out: Console, tracker: Tracker, as_json: bool) -> int:
     return INTERRUPTED
 
 
+def _weighted_default_reward(args: argparse.Namespace) -> Any:
+    """The default reward with ``--relevance-weight``/``--tone-weight``, when either differs
+    from its default (None otherwise: the flags' reward); they weigh its terms, so they
+    cannot go with ``--reward-model``."""
+    weights = {"relevance_weight": args.relevance_weight, "tone_weight": args.tone_weight}
+    if weights == {
+        "relevance_weight": DEFAULT_RELEVANCE_WEIGHT,
+        "tone_weight": DEFAULT_TONE_WEIGHT,
+    }:
+        return None
+    if args.reward_model is not None:
+        raise ValueError(
+            "--relevance-weight and --tone-weight weigh terms of the default reward; "
+            "drop them or drop --reward-model"
+        )
+    from langchain_darwin.rewards import default_reward
+
+    return default_reward(**weights)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``darwin run``: one search (and with ``--compare`` a plain sample), then report."""
     config = config_from(args, args.command_parser)
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    messages = [HumanMessage(prompt)]
+    conversation = [{"role": "user", "content": prompt}]
     out = Console(highlight=False)
     progress = None if args.quiet else Console(stderr=True)
     quiet_transformers()
     darwin, plain = Tracker("DARWIN"), None
     code = 0
     try:
-        chat = DarwinChatModel(
-            **chat_fields(args),
-            relevance_weight=args.relevance_weight,
-            tone_weight=args.tone_weight,
-            config=config,
-        )
-        run_with_progress(chat, messages, darwin, progress)
+        service = search_service(args, reward=_weighted_default_reward(args))
+        run_with_progress(service, conversation, config, darwin, progress)
         if args.compare:
             plain = Tracker("plain")
-            run_with_progress(chat, messages, plain, progress, iterations=0)
+            run_with_progress(service, conversation, config.merged(iterations=0), plain, progress)
     except KeyboardInterrupt:
         if not darwin.finished:
             return _interrupted(out, darwin, args.json)

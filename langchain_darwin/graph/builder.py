@@ -50,7 +50,7 @@ def build_darwin_graph(
 
     Runs pass a :class:`DarwinContext`; a deployed graph, whose server builds the context
     from the request's JSON, passes the plain ``context_schema`` it accepts and ``context``
-    to turn that into a DarwinContext (see ``graph/deployment.py``).
+    to turn that into a DarwinContext (see ``deployment.py``).
     """
     graph = StateGraph(
         DarwinState,

@@ -125,6 +125,9 @@ class RelevanceReward(RewardModel):
     def __init__(self, ceiling: float | None = None) -> None:
         self.ceiling = ceiling
 
+    def ready(self) -> None:
+        _load_minilm()
+
     def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
         if not answers:
             return []
@@ -146,6 +149,9 @@ class RelevanceReward(RewardModel):
 
 class ToneReward(RewardModel):
     """VADER compound sentiment of the answer, in [-1, 1]: a proxy for a polite tone."""
+
+    def ready(self) -> None:
+        _load_vader()
 
     def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
         vader = _load_vader()
@@ -213,6 +219,9 @@ class CivilityReward(RewardModel):
     cannot see rudeness in neutral words, sarcasm, or wrong content, and it also docks an
     answer that must talk about something grim (illness, war) in strongly negative words.
     """
+
+    def ready(self) -> None:
+        _load_vader()
 
     def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
         vader = _load_vader()
@@ -288,6 +297,11 @@ class FluencyReward(RewardModel):
         self.floor = floor
         self.max_answer_tokens = max_answer_tokens
         self.batch_size = batch_size
+
+    def ready(self) -> None:
+        from langchain_darwin.inprocess.models import load_policy
+
+        load_policy(self.policy)
 
     def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
         if not answers:

@@ -133,13 +133,16 @@ class HFSequenceClassifierReward(RewardModel):
         assert self._tokenizer is not None
         return self._tokenizer
 
+    def ready(self) -> None:
+        self._load()
+
     def _load(self) -> None:
         if self._model is not None:
             return
         with self._lock:
             if self._model is None:
+                model = self._load_model()  # first: its error names what to fix
                 tokenizer = self._load_tokenizer()
-                model = self._load_model()
                 self._set_pad(model, tokenizer)
                 if self.max_length is None:
                     self.max_length = self._default_max_length(model, tokenizer)

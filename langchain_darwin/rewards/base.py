@@ -24,6 +24,11 @@ class RewardModel(ABC):
         """One float per answer, higher is better, for answers to ``conversation``
         (which ends with the user turn being answered)."""
 
+    def ready(self) -> None:
+        """Load weights or check the server now, so a reward that cannot work fails before
+        any decoding rather than at the first period's scoring. Nothing to do by default."""
+        return None
+
     def __add__(self, other: RewardModel) -> RewardModel:
         from langchain_darwin.rewards.weighted import WeightedReward
 

@@ -44,6 +44,11 @@ class WeightedReward(RewardModel):
 
     __rmul__ = __mul__
 
+    def ready(self) -> None:
+        for weight, reward in self.terms:
+            if weight != 0.0:  # a switched-off term is never scored, so never loaded
+                reward.ready()
+
     def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
         totals = [0.0] * len(answers)
         if not answers:

@@ -45,7 +45,7 @@ async def test_cancelled_ainvoke_stops_decoding_and_frees_caches(tiny_dirs, monk
 
 def test_a_cancelled_session_refuses_to_decode(tiny_dirs) -> None:
     llm = DarwinChatModel(model=str(tiny_dirs[0]), reward_model=lambda c, a: 0.0)
-    policy = llm._policy(str(tiny_dirs[0]))
+    policy = llm.search_service.engine(str(tiny_dirs[0]))
     session = policy.new_session()
     session.cancel()
     from langchain_darwin.policy import RowRequest, Sampling

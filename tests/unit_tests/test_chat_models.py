@@ -9,7 +9,7 @@ from langchain_core.messages import AIMessage
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from langchain_darwin import DarwinChatModel
-from langchain_darwin import chat_model as chat_module
+from langchain_darwin import search as search_module
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.graph.progress import preview
 from langchain_darwin.streaming import answer_chunks
@@ -39,8 +39,8 @@ def test_init_loads_no_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("weights loaded at construction")
 
-    monkeypatch.setattr(chat_module, "get_engine", refuse)
-    monkeypatch.setattr(chat_module, "as_reward_model", refuse)
+    monkeypatch.setattr(search_module, "get_engine", refuse)
+    monkeypatch.setattr(search_module, "as_reward_model", refuse)
     for _ in range(10):
         DarwinChatModel(model="/no/such/model", reward_model="/no/such/rm", temperature=0)
 

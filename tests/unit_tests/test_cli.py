@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from langchain_darwin import cli
-from langchain_darwin.chat_model import DarwinChatModel
 from langchain_darwin.cli import progress as cli_progress
 from langchain_darwin.cli import run as cli_run
 from langchain_darwin.cli.parser import with_default_command
 from langchain_darwin.cli.run import DEMO
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.graph.report import plain_json
+from langchain_darwin.search import SearchService
 
 SMALL = ["--max-tokens", "8", "--replacement-period", "4", "--seed", "0"]
 
@@ -212,7 +212,7 @@ def test_ctrl_c_while_loading_says_so(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(DarwinChatModel, "prepare_search", interrupted)
+    monkeypatch.setattr(SearchService, "prepare", interrupted)
     assert cli.main(["hi", "-q"]) == cli_run.INTERRUPTED
     assert "before any answer" in capsys.readouterr().err
 

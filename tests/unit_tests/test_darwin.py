@@ -112,7 +112,7 @@ def test_multi_turn_mutates_the_last_user_turn_and_rewards_see_the_original(tiny
     state = full_state(llm, messages)
     assert state["conversation"] == original
     assert all(c == original for c in conversations)
-    policy = llm._policy(str(tiny_dirs[0]))
+    policy = llm.search_service.engine(str(tiny_dirs[0]))
     for beam in state["beams"]:
         prompt = policy.detokenize(beam["prompt"])
         assert "You are terse." in prompt and "An egg is a reproductive body." in prompt

@@ -98,7 +98,7 @@ def test_nan_and_inf_rewards_rank_last_with_a_warning(tiny_dirs) -> None:
 
     llm = DarwinChatModel(model=str(tiny_dirs[0]), reward_model=spiky, seed=1, **FAST)
     with pytest.warns(RuntimeWarning, match="ranks last"):
-        state = llm.run_search([HumanMessage("Tell me about eggs")])
+        state = llm.search_service.run(llm.prepare_search([HumanMessage("Tell me about eggs")]))
     assert math.isfinite(state["final_reward"])
     last_period = state["period_scores"][-1]["rewards"]  # the beams' rewards at the end
     finite = [r for r in last_period if math.isfinite(r)]

@@ -223,10 +223,12 @@ def test_weighted_counts_positions_of_hf_terms(tiny_dirs) -> None:
 
 
 def test_as_reward_model_coercions(tiny_dirs) -> None:
-    default = as_reward_model(None, relevance_weight=2.0, tone_weight=0.25)
+    default = as_reward_model(None)
     assert isinstance(default, WeightedReward)
     kinds = [(w, type(r)) for w, r in default.terms]
-    assert kinds[:2] == [(2.0, RelevanceReward), (0.25, CivilityReward)]
+    assert kinds[:2] == [(1.5, RelevanceReward), (0.5, CivilityReward)]
+    weighted = default_reward(relevance_weight=2.0, tone_weight=0.25)
+    assert [w for w, _ in weighted.terms][:2] == [2.0, 0.25]
     assert {SubstanceReward, FluencyReward, EchoReward} <= {k for _, k in kinds}
     no_models = default_reward(relevance_weight=0.0, fluency_weight=0.0)
     assert {type(r) for _, r in no_models.terms} == {CivilityReward, SubstanceReward, EchoReward}

@@ -1,4 +1,4 @@
-"""The deployed graph (graphs/langgraph.json -> graph/deployment.py), in process.
+"""The deployed graph (graphs/langgraph.json -> deployment.py), in process.
 
 A LangGraph server builds each run's context from the request's JSON, ``{}`` when the client
 sends none; passing ``context=`` here does what the server does (the real server is in
@@ -14,7 +14,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph_cli.config import validate_config_file
 
-from langchain_darwin.graph.deployment import (
+from langchain_darwin.deployment import (
     DeploymentContexts,
     DeploymentSettings,
     make_graph,

@@ -14,18 +14,18 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from langchain_core.runnables.config import ensure_config
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from langchain_darwin.config import DEFAULT_MODEL
-from langchain_darwin.engines import EngineSpec, get_engine
+from langchain_darwin.engines import EngineSpec
 from langchain_darwin.graph.builder import build_darwin_graph
 from langchain_darwin.graph.state import DarwinContext
 from langchain_darwin.policy.base import PolicySession
-from langchain_darwin.reward_models import as_reward_model
-from langchain_darwin.rewards.base import RewardModel
+from langchain_darwin.search import SearchService
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class DeploymentContexts:
         self.api_key = api_key
         self.max_threads = max_threads
         self._sessions: OrderedDict[tuple[str, EngineSpec], PolicySession] = OrderedDict()
-        self._rewards: dict[tuple[str | None, str | None], RewardModel] = {}
+        self._services: dict[tuple[EngineSpec, str | None, str | None], SearchService] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -93,9 +93,10 @@ class DeploymentContexts:
             api_key=self.api_key if own_server else None,
         )
 
-    def _reward(self, settings: DeploymentSettings) -> RewardModel:
+    def _reward(self, settings: DeploymentSettings) -> Any:
+        """The reward spec (the service resolves it): a name, or the served reward model."""
         if settings.reward_base_url is None:
-            return as_reward_model(settings.reward_model)
+            return settings.reward_model
         if settings.reward_model is None:
             raise ValueError(
                 f"reward_base_url {settings.reward_base_url!r} needs reward_model, the name the "
@@ -105,16 +106,23 @@ class DeploymentContexts:
 
         return ServedReward(settings.reward_base_url, settings.reward_model)
 
+    def service(self, settings: DeploymentSettings) -> SearchService:
+        """The search service for these settings, built once and readied before any run."""
+        spec = self.engine_spec(settings)
+        key = (spec, settings.reward_model, settings.reward_base_url)
+        with self._lock:
+            service = self._services.get(key)
+            if service is None:
+                service = self._services[key] = SearchService(spec, self._reward(settings))
+        service.ready()
+        return service
+
     def __call__(self, runtime: Runtime[DeploymentSettings | None]) -> DarwinContext:
         settings = (runtime.context or DeploymentSettings()).over(self.defaults)
-        spec = self.engine_spec(settings)
-        policy = get_engine(spec)
+        service = self.service(settings)
+        spec, policy, reward = service.spec, service.engine(), service.reward
         thread = str(ensure_config().get("configurable", {}).get("thread_id", ""))
         with self._lock:
-            key = (settings.reward_model, settings.reward_base_url)
-            reward = self._rewards.get(key)
-            if reward is None:
-                reward = self._rewards[key] = self._reward(settings)
             session = self._sessions.pop((thread, spec), None) or policy.new_session()
             self._sessions[(thread, spec)] = session
             while len(self._sessions) > self.max_threads:

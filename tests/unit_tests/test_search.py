@@ -1,0 +1,119 @@
+"""The search service (search.py): one way to build, run, stream and cancel a search, with
+both machines readied before any decoding."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+from langchain_core.messages import HumanMessage
+
+from langchain_darwin import DarwinChatModel
+from langchain_darwin.config import DarwinConfig
+from langchain_darwin.policy.base import RowRequest, Sampling
+from langchain_darwin.rewards import CallableReward, RewardModel
+from langchain_darwin.search import SearchService
+from tests.fake_engine import FakeEngine, FakeSession
+
+CONVERSATION = [{"role": "user", "content": "How do I boil an egg?"}]
+CONFIG = DarwinConfig(max_tokens=24, replacement_period=8, seed=3)
+
+
+def vowels(conversation: Any, answer: str) -> float:
+    return float(sum(ch in "aeiou" for ch in answer))
+
+
+class CountingEngine(FakeEngine):
+    """The fake engine, counting the rows it was asked to decode."""
+
+    def __init__(self) -> None:
+        self.rows_decoded = 0
+        self.sessions: list[FakeSession] = []
+        self._lock = threading.Lock()
+
+    def new_session(self, reuse_cache: bool = True) -> FakeSession:
+        session = super().new_session(reuse_cache)
+        self.sessions.append(session)
+        return session
+
+    def extend(
+        self,
+        session: FakeSession,
+        rows: Mapping[str, RowRequest],
+        sampling: Sampling,
+        *,
+        commit: bool = True,
+    ) -> Any:
+        with self._lock:
+            self.rows_decoded += len(rows)
+        return super().extend(session, rows, sampling, commit=commit)
+
+
+class UnloadableReward(RewardModel):
+    def ready(self) -> None:
+        raise OSError("reward weights are not here: pass a folder that holds them")
+
+    def score(self, conversation: Any, answers: Sequence[str]) -> list[float]:
+        raise AssertionError("never scored: ready() failed first")
+
+
+def test_run_and_stream_give_the_same_seeded_search() -> None:
+    service = SearchService(FakeEngine(), CallableReward(vowels))
+    ran = service.run(service.prepare(CONVERSATION, CONFIG))
+    events = list(service.stream(service.prepare(CONVERSATION, CONFIG)))
+    modes = {mode for mode, _ in events}
+    assert modes == {"custom", "values"}
+    final = [chunk for mode, chunk in events if mode == "values"][-1]
+    assert final["answer"] == ran["answer"] and final["final_reward"] == ran["final_reward"]
+    assert final["usage"] == ran["usage"]
+
+
+def test_a_reward_that_cannot_load_fails_before_any_decoding() -> None:
+    engine = CountingEngine()
+    service = SearchService(engine, UnloadableReward())
+    with pytest.raises(OSError, match="pass a folder"):
+        service.prepare(CONVERSATION, CONFIG)
+    assert engine.rows_decoded == 0 and engine.sessions == []
+
+
+def test_an_unknown_reward_model_fails_at_once_with_what_to_fix(tiny_dirs) -> None:
+    llm = DarwinChatModel(
+        model=str(tiny_dirs[0]), reward_model="no-such-org/no-such-reward-model", max_tokens=8
+    )
+    with pytest.raises(OSError, match="could not load reward model 'no-such-org/no-such"):
+        llm.invoke([HumanMessage("hi")])
+
+
+def test_closing_a_stream_early_cancels_its_search() -> None:
+    engine = CountingEngine()
+    service = SearchService(engine, CallableReward(vowels))
+    stream = service.stream(service.prepare(CONVERSATION, CONFIG.merged(iterations=2)))
+    next(stream)
+    stream.close()
+    assert engine.sessions[-1].cancelled.is_set()
+
+
+def test_an_engine_object_cannot_be_switched_per_call() -> None:
+    service = SearchService(FakeEngine(), CallableReward(vowels))
+    with pytest.raises(ValueError, match="cannot switch to model 'other'"):
+        service.prepare(CONVERSATION, CONFIG, model="other")
+
+
+def test_tools_join_the_prompt_and_the_reward() -> None:
+    from langchain_darwin.tools import ToolSetup
+
+    spec = {
+        "name": "boil",
+        "description": "Boil an egg",
+        "parameters": {"type": "object", "properties": {"minutes": {"type": "integer"}}},
+    }
+    tools = ToolSetup.of([spec], None)
+    assert tools is not None
+    service = SearchService(FakeEngine(), CallableReward(vowels))
+    search = service.prepare(CONVERSATION, CONFIG, tools=tools)
+    system = search.graph_input["conversation"][0]
+    assert system["role"] == "system" and "boil" in system["content"]
+    assert "ToolCallValidity" in repr(search.context.reward)
+    search.close()
