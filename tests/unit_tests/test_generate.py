@@ -12,6 +12,9 @@ import pytest
 from langchain_darwin import cli
 from langchain_darwin import generate as gen
 from langchain_darwin.baselines import METHODS
+from langchain_darwin.rewards import CallableReward
+from langchain_darwin.search import SearchService
+from tests.fake_engine import FakeEngine
 
 FAST = {"max_tokens": 12, "replacement_period": 6}
 PROMPTS = ["Tell me about eggs", "Describe a cat", "Name a colour"]
@@ -289,19 +292,40 @@ def test_concurrent_rows_write_what_one_at_a_time_writes(tiny_dirs, tmp_path: Pa
         assert a == b  # per-row seeds: the same answers, rewards and searches
 
 
-def test_concurrent_resume_skips_done_rows_and_redoes_a_torn_one(tiny_dirs, tmp_path: Path) -> None:
-    prompts = [*PROMPTS, "Say hello", "Count to three"]
+def fake_run(src: Path, out: Path, **kwargs) -> dict:
+    """generate() on the fake engine: fast, deterministic, no torch."""
+    service = SearchService(FakeEngine(), CallableReward(vowels))
+    options = {"service": service, "progress": False, "method": "darwin", "budget": 5, **FAST}
+    return gen.generate(src, out, **{**options, **kwargs})
+
+
+def test_concurrent_resume_skips_done_rows_and_redoes_a_torn_one(tmp_path: Path) -> None:
+    prompts = [f"Question number {i}" for i in range(12)]
     src = write_jsonl(tmp_path / "in.jsonl", [{"instruction": p} for p in prompts])
     full = tmp_path / "full.jsonl"
-    run(tiny_dirs, src, full, method="best_of_n", budget=5, seed=3, concurrency=4)
+    fake_run(src, full, seed=3)  # one row at a time, uninterrupted
+    expected = read_jsonl(full)
+    assert [r["generator"] for r in expected] == ["FakeEngine-darwin-n5"] * 12
+
     out = tmp_path / "out.jsonl"
-    run(tiny_dirs, src, out, method="best_of_n", budget=5, seed=3, limit=2, concurrency=4)
+    fake_run(src, out, seed=3, limit=5, concurrency=4)
     first = out.read_text()
-    with out.open("a") as fh:  # a crash in the middle of writing row 2
-        fh.write(full.read_text().splitlines()[2][:40])
-    summary = run(tiny_dirs, src, out, method="best_of_n", budget=5, seed=3, concurrency=4)
-    assert (summary["skipped"], summary["written"]) == (2, 3)
-    assert out.read_text().startswith(first)
+    with out.open("a") as fh:  # a crash in the middle of writing row 5
+        fh.write(full.read_text().splitlines()[5][:40])
+    seen: list[int] = []
+    summary = fake_run(src, out, seed=3, concurrency=4, on_row=lambda r: seen.append(r["index"]))
+    assert (summary["skipped"], summary["written"]) == (5, 7)
+    assert seen == list(range(5, 12))
+    assert out.read_text().startswith(first)  # the rows written before were never touched
     got = read_jsonl(out)
-    assert [r["index"] for r in got] == list(range(5))
-    assert [r["output"] for r in got] == [r["output"] for r in read_jsonl(full)]
+    assert [r["index"] for r in got] == list(range(12))
+    for a, b in zip(expected, got, strict=True):
+        assert {**a, "seconds": 0} == {**b, "seconds": 0}  # what an uninterrupted run wrote
+    again = fake_run(src, out, seed=3, concurrency=4)
+    assert (again["skipped"], again["written"]) == (12, 0)
+
+
+def test_service_and_model_arguments_do_not_mix(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"instruction": "hi"}])
+    with pytest.raises(ValueError, match="either service= or model="):
+        fake_run(src, tmp_path / "out.jsonl", model="default")
