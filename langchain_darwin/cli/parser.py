@@ -9,9 +9,11 @@
 PROMPT ...`` line keeps working. A prompt that is itself a command name needs the explicit
 form: ``darwin run generate``.
 
-Each command is a module with ``HELP`` (one line), ``DESCRIPTION``, optional ``EPILOG``,
-``add_arguments(parser)`` and ``run(args) -> exit code``; :data:`COMMANDS` lists them. Their
-heavy imports belong inside ``run``, so that building the parser stays cheap.
+Each command is a module with ``add_arguments(parser)`` and ``run(args) -> exit code``, and
+optionally ``HELP`` (one line; default: the docstring's first line), ``DESCRIPTION`` (default:
+the docstring's first paragraph) and ``EPILOG``; :data:`COMMANDS` lists them, so a new command
+(``darwin serve``) is one entry. Their heavy imports belong inside ``run``, so that building
+the parser stays cheap.
 """
 
 from __future__ import annotations
@@ -46,10 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = command_module(name)
+        doc = (module.__doc__ or name).strip()
         sub = commands.add_parser(
             name,
-            help=module.HELP,
-            description=module.DESCRIPTION,
+            help=getattr(module, "HELP", doc.splitlines()[0]),
+            description=getattr(module, "DESCRIPTION", doc.split("\n\n")[0]),
             epilog=getattr(module, "EPILOG", None),
         )
         module.add_arguments(sub)

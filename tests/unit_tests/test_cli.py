@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from langchain_darwin import cli
 from langchain_darwin.cli import progress as cli_progress
 from langchain_darwin.cli import run as cli_run
-from langchain_darwin.cli.parser import with_default_command
+from langchain_darwin.cli.parser import COMMANDS, with_default_command
 from langchain_darwin.cli.run import DEMO
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.graph.report import plain_json
@@ -84,6 +86,22 @@ def test_a_prompt_first_runs_the_default_command() -> None:
         assert with_default_command(argv) == argv
     # a prompt that is a command name goes after an explicit `run`
     assert cli.build_parser().parse_args(["run", "generate"]).prompt == "generate"
+
+
+def test_a_command_module_plugs_in_with_one_entry(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The slot ``darwin serve`` uses: a module with add_arguments and run, one COMMANDS entry."""
+    module = types.ModuleType("darwin_echo", "Say the words back.\n\nAs many as given.")
+    module.add_arguments = lambda parser: parser.add_argument("words", nargs="*")  # type: ignore[attr-defined]
+    module.run = lambda args: len(args.words)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "darwin_echo", module)
+    monkeypatch.setitem(COMMANDS, "echo", "darwin_echo")
+    assert cli.main(["echo", "a", "b"]) == 2
+    assert with_default_command(["echo", "a"]) == ["echo", "a"]  # a command now, not a prompt
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "echo      Say the words back." in capsys.readouterr().out
 
 
 def test_top_level_help_names_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
