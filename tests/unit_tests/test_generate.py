@@ -325,6 +325,22 @@ def test_concurrent_resume_skips_done_rows_and_redoes_a_torn_one(tmp_path: Path)
     assert (again["skipped"], again["written"]) == (12, 0)
 
 
+def test_ctrl_c_keeps_the_rows_written_and_a_rerun_finishes(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"instruction": f"Q{i}"} for i in range(8)])
+    out = tmp_path / "out.jsonl"
+
+    def interrupt_after_two(record: dict) -> None:
+        if record["index"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fake_run(src, out, seed=1, concurrency=4, on_row=interrupt_after_two)
+    assert [r["index"] for r in read_jsonl(out)] == [0, 1]  # in order, nothing half-written
+    summary = fake_run(src, out, seed=1, concurrency=4)
+    assert (summary["skipped"], summary["written"]) == (2, 6)
+    assert [r["index"] for r in read_jsonl(out)] == list(range(8))
+
+
 def test_service_and_model_arguments_do_not_mix(tmp_path: Path) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", [{"instruction": "hi"}])
     with pytest.raises(ValueError, match="either service= or model="):
