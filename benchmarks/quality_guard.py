@@ -32,9 +32,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from common import DEFAULT_QUESTIONS, REPO_ROOT, log
-from langchain_core.messages import HumanMessage
 from quality_registry import reverse_likelihood
 from quality_runs import pick_prompts
+
+from langchain_darwin.config import DarwinConfig
 
 OUT = REPO_ROOT / "benchmarks" / "out" / "quality_guard"
 WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -62,7 +63,9 @@ def prompt_set(name: str) -> list[dict[str, Any]]:
 # -- runs ---------------------------------------------------------------------------------
 
 
-def run_one(llm: Any, item: dict[str, Any], method: str, seed: int, args: Any) -> dict[str, Any]:
+def run_one(
+    service: Any, item: dict[str, Any], method: str, seed: int, args: Any
+) -> dict[str, Any]:
     """One search; every candidate of its final choices with reward, proximity, held-out."""
     from langchain_darwin.baselines import method_knobs
     from langchain_darwin.graph.builder import compiled_graph
@@ -72,7 +75,9 @@ def run_one(llm: Any, item: dict[str, Any], method: str, seed: int, args: Any) -
     graph_method, extra = METHODS[method]
     knobs = method_knobs(graph_method, args.budget, **extra)
     t0 = time.perf_counter()
-    search = llm.prepare_search([HumanMessage(item["prompt"])], seed=seed, **knobs)
+    config = DarwinConfig(max_tokens=args.max_tokens, replacement_period=args.replacement_period)
+    conversation = [{"role": "user", "content": item["prompt"]}]
+    search = service.prepare(conversation, config.merged(seed=seed, **knobs))
     candidates: dict[tuple[int, ...], dict[str, Any]] = {}
     cycle = 0
     try:
@@ -136,8 +141,8 @@ def run_one(llm: Any, item: dict[str, Any], method: str, seed: int, args: Any) -
 def cmd_run(args: argparse.Namespace) -> None:
     import torch
 
-    from langchain_darwin import DarwinChatModel
     from langchain_darwin.rewards import default_reward
+    from langchain_darwin.search import SearchService
 
     torch.set_num_threads(args.threads)
     shard, shards = (int(x) for x in args.shard.split("/"))
@@ -147,11 +152,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     done = set()
     if store.exists():
         done = {(r["qid"], r["method"]) for r in map(json.loads, store.read_text().splitlines())}
-    llm = DarwinChatModel(
-        reward_model=default_reward(),
-        max_tokens=args.max_tokens,
-        replacement_period=args.replacement_period,
-    )
+    service = SearchService(reward=default_reward())
     # question-major: a run cut short leaves every method done on the same questions
     for index, item in enumerate(prompts):
         if index % shards != shard:
@@ -159,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         for method in args.methods:
             if (item["id"], method) in done:
                 continue
-            row = run_one(llm, item, method, args.seed + index, args)
+            row = run_one(service, item, method, args.seed + index, args)
             with store.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
             log(f"{args.set} q{item['id']} {method}: {row['wall_s']} s")

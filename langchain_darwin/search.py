@@ -188,6 +188,7 @@ class SearchService:
     def stream(self, search: PreparedSearch) -> Iterator[SearchEvent]:
         """The search's progress events and states as it runs (see :data:`SearchEvent`);
         closing the iterator early cancels the search. Closes it."""
+        finished = False
         try:
             for event in compiled_graph().stream(
                 search.graph_input,
@@ -196,12 +197,15 @@ class SearchService:
                 stream_mode=STREAM_MODES,
             ):
                 yield cast(SearchEvent, event)  # with a list of modes, (mode, chunk) pairs
+            finished = True
         finally:
-            search.cancel()  # a no-op once the search has finished
+            if not finished:
+                search.cancel()
             search.close()
 
     async def astream(self, search: PreparedSearch) -> AsyncIterator[SearchEvent]:
         """:meth:`stream` for asyncio; cancelling or closing it cancels the search."""
+        finished = False
         try:
             async for event in compiled_graph().astream(
                 search.graph_input,
@@ -210,8 +214,10 @@ class SearchService:
                 stream_mode=STREAM_MODES,
             ):
                 yield cast(SearchEvent, event)
+            finished = True
         finally:
-            search.cancel()
+            if not finished:
+                search.cancel()
             search.close()
 
     def __repr__(self) -> str:

@@ -60,9 +60,11 @@ class UnloadableReward(RewardModel):
 
 
 def test_run_and_stream_give_the_same_seeded_search() -> None:
-    service = SearchService(FakeEngine(), CallableReward(vowels))
+    engine = CountingEngine()
+    service = SearchService(engine, CallableReward(vowels))
     ran = service.run(service.prepare(CONVERSATION, CONFIG))
     events = list(service.stream(service.prepare(CONVERSATION, CONFIG)))
+    assert not engine.sessions[-1].cancelled.is_set()  # a finished stream is not cancelled
     modes = {mode for mode, _ in events}
     assert modes == {"custom", "values"}
     final = [chunk for mode, chunk in events if mode == "values"][-1]
