@@ -4,12 +4,16 @@
 
 Starts the vLLM test servers (tests/servers.py: the embedded SmolLM2 as the policy and a
 SmolLM2-based classifier as the reward model, both on loopback), or uses running ones
-(``--base-url`` with ``--reward-base-url``), then answers the same MT-Bench first turns once per
-N with :func:`langchain_darwin.generate.generate`, after one warm-up row. Prints one JSON line
-per N (wall seconds, rows per second, generated tokens per second, speed-up over the first N)
-and whether each N wrote the same answers as the first (per-row seeds: it should, unless the
-server's batching changes a sampled token). A benchmark, not a test: on a shared machine the
-numbers are noisy.
+(``--base-url`` with ``--reward-base-url``), then answers the same prompts once per N with
+:func:`langchain_darwin.generate.generate`. The prompts are short ones written here (a
+mutation's token budget grows with the instruction, so MT-Bench's long questions cost far more
+per row); ``--questions FILE`` takes any file ``darwin generate`` reads.
+Every run gets its own seeds (so no run decodes tokens the server's prefix cache already holds
+from another), after one warm-up run of all rows at the largest N (the prompts' prefixes are
+then cached for every measured run alike). Prints one JSON line per N: wall seconds, rows per
+second, generated tokens per second, the speed-up over the first N. A benchmark, not a test:
+on a shared machine the numbers are noisy. That concurrency changes no answer is tested
+(tests/unit_tests/test_generate.py), not measured here.
 """
 
 from __future__ import annotations
@@ -25,7 +29,25 @@ from typing import Any
 from langchain_darwin.generate import generate
 from langchain_darwin.rewards import ServedReward
 
-QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "mt_bench_questions.jsonl"
+#: Short instructions, so that a row costs seconds, not minutes, on a loaded CPU server.
+PROMPTS = [
+    "Name three herbs.",
+    "How do I boil an egg?",
+    "Say hello in French.",
+    "What is rain?",
+    "Describe a cat.",
+    "Give me a tip for sleeping well.",
+    "Why is the sky blue?",
+    "Suggest a name for a dog.",
+    "What is a prime number?",
+    "How do plants drink water?",
+    "Write one line about the sea.",
+    "What does a baker do?",
+    "Name two planets.",
+    "How do I make tea?",
+    "What is a verb?",
+    "Tell me a fun fact about owls.",
+]
 
 
 def parse_args() -> argparse.Namespace:
@@ -34,9 +56,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--method", default="darwin")
     parser.add_argument("--budget", type=int, default=5)
-    parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--replacement-period", type=int, default=16)
-    parser.add_argument("--questions", type=Path, default=QUESTIONS)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--replacement-period", type=int, default=8)
+    parser.add_argument("--questions", type=Path, help="a prompts file (default: PROMPTS)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per request")
     parser.add_argument("--base-url", help="a running policy server (default: start one)")
     parser.add_argument("--model", default="smollm2-policy", help="the name it serves")
     parser.add_argument("--reward-base-url", help="a running reward server (with --base-url)")
@@ -45,8 +68,10 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def one_run(args: argparse.Namespace, src: Path, out: Path, n: int, rows: int) -> dict[str, Any]:
-    reward = ServedReward(args.reward_base_url, args.reward_model)
+def one_run(
+    args: argparse.Namespace, src: Path, out: Path, n: int, rows: int, seed: int
+) -> dict[str, Any]:
+    reward = ServedReward(args.reward_base_url, args.reward_model, timeout=args.timeout)
     started = time.perf_counter()
     summary = generate(
         src,
@@ -55,8 +80,9 @@ def one_run(args: argparse.Namespace, src: Path, out: Path, n: int, rows: int) -
         budget=args.budget,
         model=args.model,
         reward_model=reward,
-        engine={"base_url": args.base_url},
+        engine={"base_url": args.base_url, "timeout": args.timeout},
         limit=rows,
+        seed=seed,
         progress=False,
         concurrency=n,
         max_tokens=args.max_tokens,
@@ -73,22 +99,23 @@ def one_run(args: argparse.Namespace, src: Path, out: Path, n: int, rows: int) -
         "rows_per_s": round(rows / seconds, 3),
         "generated_tokens_per_s": round(tokens / seconds, 1),
         "mean_row_seconds": round(sum(r["seconds"] for r in records) / rows, 2),
-        "outputs": [r["output"] for r in records],
     }
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> None:
     src = args.questions
-    one_run(args, src, workdir / "warmup.jsonl", 1, 1)  # compile and cache the server's shapes
+    if src is None:
+        src = workdir / "prompts.jsonl"
+        src.write_text("".join(json.dumps({"instruction": p}) + "\n" for p in PROMPTS))
+    top = max(args.concurrency)
+    one_run(args, src, workdir / "warmup.jsonl", top, args.rows, seed=10_000)
     first: dict[str, Any] | None = None
-    for n in args.concurrency:
-        result = one_run(args, src, workdir / f"c{n}.jsonl", n, args.rows)
-        outputs = result.pop("outputs")
-        if first is None:
-            first = {**result, "outputs": outputs}
+    for k, n in enumerate(args.concurrency):
+        result = one_run(args, src, workdir / f"c{n}.jsonl", n, args.rows, seed=1_000 * k)
+        first = first or result
         result["speedup"] = round(first["seconds"] / result["seconds"], 2)
-        result["same_answers_as_first"] = outputs == first["outputs"]
         print(json.dumps(result), flush=True)
+        print(f"concurrency {n}: {result}", file=sys.stderr, flush=True)
 
 
 def main() -> int:
