@@ -64,6 +64,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", default="smollm2-policy", help="the name it serves")
     parser.add_argument("--reward-base-url", help="a running reward server (with --base-url)")
     parser.add_argument("--reward-model", default="smollm2-reward", help="the name it serves")
+    parser.add_argument("--no-warmup", action="store_true", help="servers already warm")
+    parser.add_argument("--seed", type=int, default=0, help="run k uses seed + 1000 k")
     parser.add_argument("--workdir", type=Path, help="outputs and server logs (default: a temp)")
     return parser.parse_args()
 
@@ -107,11 +109,13 @@ def measure(args: argparse.Namespace, workdir: Path) -> None:
     if src is None:
         src = workdir / "prompts.jsonl"
         src.write_text("".join(json.dumps({"instruction": p}) + "\n" for p in PROMPTS))
-    top = max(args.concurrency)
-    one_run(args, src, workdir / "warmup.jsonl", top, args.rows, seed=10_000)
+    if not args.no_warmup:
+        top = max(args.concurrency)
+        one_run(args, src, workdir / "warmup.jsonl", top, args.rows, seed=10_000)
     first: dict[str, Any] | None = None
     for k, n in enumerate(args.concurrency):
-        result = one_run(args, src, workdir / f"c{n}.jsonl", n, args.rows, seed=1_000 * k)
+        seed = args.seed + 1_000 * k
+        result = one_run(args, src, workdir / f"c{n}.jsonl", n, args.rows, seed=seed)
         first = first or result
         result["speedup"] = round(first["seconds"] / result["seconds"], 2)
         print(json.dumps(result), flush=True)
