@@ -71,6 +71,32 @@ class DarwinConfig(BaseModel):
         "kv",
         description="'kv' reuses KV caches across periods; 'none' re-prefills (reference cost).",
     )
+    selection: Literal["top_k", "softmax"] = Field(
+        "top_k",
+        description="How replaced beams choose a donor. 'top_k' (the paper): uniformly among "
+        "the top `survivors`. 'softmax' (particle-filter resampling): among every beam that "
+        "may donate, itself included, with probability proportional to exp(z / "
+        "selection_temperature), z being the reward in standard deviations of the period's "
+        "rewards; the top `survivors` are still kept.",
+    )
+    selection_temperature: float = Field(
+        1.0,
+        gt=0.0,
+        description="Temperature of 'softmax' selection, in units of the period's reward "
+        "standard deviation: small copies the best, large keeps every beam its own answer.",
+    )
+    replacement_horizon: int | None = Field(
+        None,
+        gt=0,
+        description="No replacement once a period ends at this many answer tokens or more "
+        "(None: every period, the paper). Past the length a reward still sees, a copy only "
+        "clones its donor's final reward and the cycle loses a distinct candidate.",
+    )
+    seed_answer: bool = Field(
+        True,
+        description="False: no seed answer is decoded, so the whole budget goes to the beams "
+        "(the paper decodes one; it is one more plain sample). Needs iterations >= 1.",
+    )
     ignore_eos: bool = Field(
         False, description="Decode past end-of-sequence to max_tokens (benchmarks: equal work)."
     )
@@ -103,6 +129,23 @@ class DarwinConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _an_answer_to_return(self) -> DarwinConfig:
+        if not self.seed_answer and self.iterations == 0:
+            raise ValueError(
+                "seed_answer=False with iterations=0 would decode no answer at all; "
+                "set iterations >= 1 or keep the seed answer"
+            )
+        return self
+
+    @classmethod
+    def preset(cls, name: str, **overrides: object) -> DarwinConfig:
+        """The knobs of a named setting (see ``PRESETS``), with ``overrides`` applied last.
+        ``DarwinConfig.preset("paper")`` is the paper's method whatever the defaults are."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
+        return cls().merged(**{**PRESETS[name], **overrides})
+
     def merged(self, **overrides: object) -> DarwinConfig:
         """A copy with per-call overrides applied and validated again."""
         unknown = set(overrides) - set(type(self).model_fields)
@@ -112,3 +155,28 @@ class DarwinConfig(BaseModel):
                 f"known knobs: {sorted(type(self).model_fields)}"
             )
         return type(self).model_validate({**self.model_dump(), **overrides})
+
+
+#: Named settings. ``paper``: the method of Hung et al. (2024) as this package implements it
+#: (finished beams neither overwritten nor donors), every method knob spelled out, so it stays
+#: the paper's when a default changes; only ``max_tokens`` and ``seed`` are left to the caller.
+PRESETS: dict[str, dict[str, object]] = {
+    "paper": {
+        "iterations": 1,
+        "n_mutations": 1,
+        "beams_per_instruction": 1,
+        "replacement_period": 40,
+        "survivors": 3,
+        "temperature": 0.7,
+        "top_k": 40,
+        "look_ahead": 0,
+        "mutation": True,
+        "keep_picked": False,
+        "proximity_weight": 0.0,
+        "replacement": True,
+        "finished_donors": False,
+        "selection": "top_k",
+        "replacement_horizon": None,
+        "seed_answer": True,
+    },
+}

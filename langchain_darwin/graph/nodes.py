@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import statistics
 import time
 import warnings
 from typing import Any
@@ -114,6 +115,9 @@ def seed(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
             "max_tokens"
         )
     seed_value = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(2**31)
+    seed_beam = new_beam(prompt, -1)
+    if not cfg.seed_answer:  # nothing to decode or score: the budget goes to the beams
+        seed_beam["finished"], seed_beam["scored"] = True, 0
     # Overwrite: the records restart with every run, also on a thread that ran before.
     return {
         "config": cfg.model_dump(),
@@ -123,7 +127,7 @@ def seed(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
         "period": 0,
         "archive": [{"instruction": conversation[-1]["content"], "reward": None}],
         "archive_history": Overwrite([]),
-        "seed": new_beam(prompt, -1),
+        "seed": seed_beam,
         "beams": [],
         "instructions": [],
         "instruction_kinds": [],
@@ -333,11 +337,30 @@ def _rank_key(beam: Beam) -> float:
     return -math.inf if beam["reward"] is None else beam["reward"]
 
 
+def _selection_weights(beams: list[Beam], donors: list[int], temperature: float) -> list[float]:
+    """Softmax weights of ``donors`` by reward, the reward in standard deviations of this
+    period's finite rewards (so one temperature fits any reward's scale); an unscored or
+    non-finite reward weighs 0, equal rewards weigh the same."""
+    finite = [r for b in beams if (r := _rank_key(b)) > -math.inf]
+    if not finite:
+        return [0.0] * len(donors)
+    spread, top = statistics.pstdev(finite) * temperature, max(finite)
+    weights = []
+    for i in donors:
+        r = _rank_key(beams[i])
+        if r == -math.inf:
+            weights.append(0.0)
+        else:
+            weights.append(math.exp((r - top) / spread) if spread > 0 else 1.0)
+    return weights
+
+
 def select_replace(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
     """Keep the top ``survivors`` beams; every other unfinished beam takes a copy of a random
-    survivor's answer tokens and keeps its own instruction. Finished beams are never
-    overwritten and, unless ``finished_donors``, never donate. Wins go to the instructions
-    that wrote the survivors' tokens."""
+    survivor's answer tokens and keeps its own instruction (``selection="softmax"``: of a
+    beam drawn by softmax of reward among all that may donate, itself included). Finished
+    beams are never overwritten and, unless ``finished_donors``, never donate. Wins go to
+    the instructions that wrote the survivors' tokens."""
     cfg = config_of(state)
     beams = [copy.deepcopy(b) for b in state["beams"]]
     if not beams:
@@ -351,13 +374,24 @@ def select_replace(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
         for instruction, n in lineage:
             wins[instruction] += n / total
     replaced: list[list[int]] = []
-    donors = [i for i in top if cfg.finished_donors or not beams[i]["finished"]]
-    if cfg.replacement and donors:
+    may_donate = [i for i in order if cfg.finished_donors or not beams[i]["finished"]]
+    donors = [i for i in top if i in may_donate] if cfg.selection == "top_k" else may_donate
+    weights = _selection_weights(beams, donors, cfg.selection_temperature)
+    horizon = cfg.replacement_horizon
+    acting = horizon is None or state["period"] * cfg.replacement_period < horizon
+    if cfg.replacement and acting and donors:
         rng = keyed_rng(state["seed_value"], state["cycle"], state["period"], "donor")
         for i in order[cfg.survivors :]:
             if beams[i]["finished"]:
                 continue
-            j = rng.choice(donors)
+            if cfg.selection == "top_k":
+                j = rng.choice(donors)
+            elif any(weights):
+                j = rng.choices(donors, weights)[0]
+            else:
+                continue
+            if j == i:  # softmax: a beam may draw its own answer and keep it
+                continue
             donor = state["beams"][j]
             beams[i].update(
                 {
@@ -381,13 +415,26 @@ def select_replace(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
 
 
 def _offer(
-    best: Best | None, answer: list[int], reward: float | None, score: float, source: str
+    best: Best | None,
+    answer: list[int],
+    reward: float | None,
+    score: float,
+    source: str,
+    written_by: tuple[str, str | None] = ("seed", None),
 ) -> Best | None:
     """``answer`` becomes the best if its score (reward, plus the guard's term when on) is
-    higher; a reward of None (never scored) never wins."""
+    higher; a reward of None (never scored) never wins. ``written_by``: (kind, instruction)."""
     if reward is None or (best is not None and not score > best["score"]):
         return best
-    return Best(answer=list(answer), reward=reward, score=score, source=source)
+    kind, instruction = written_by
+    return Best(
+        answer=list(answer),
+        reward=reward,
+        score=score,
+        source=source,
+        kind=kind,
+        instruction=instruction,
+    )
 
 
 def _guarded_scores(
@@ -425,8 +472,16 @@ def update_archive(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
     if beams:
         i = max(range(len(beams)), key=lambda k: scores.get(f"beam{k}", -math.inf))
         source = f"cycle {cycle} beam {i}"
+        k = beams[i]["instruction"]
+        kinds = state.get("instruction_kinds") or []
+        written_by = (kinds[k] if k < len(kinds) else "original", state["instructions"][k])
         best = _offer(
-            best, beams[i]["answer"], beams[i]["reward"], scores.get(f"beam{i}", 0), source
+            best,
+            beams[i]["answer"],
+            beams[i]["reward"],
+            scores.get(f"beam{i}", 0),
+            source,
+            written_by,
         )
         # the cycle's best reward (None: a budget ended it before any score)
         cycle_rewards.append(max(beams, key=_rank_key)["reward"])

@@ -50,3 +50,46 @@ def plain_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [plain_json(v) for v in value]
     return value
+
+
+def search_summary(state: DarwinOutput) -> dict[str, Any]:
+    """Where the winner came from and what the search bought over its seed answer: the seed
+    answer (one plain sample) or which cycle's beam, under which kind of instruction, and
+    the best beam's reward against the seed answer's. A search whose winner is the seed
+    answer spent its beams for nothing."""
+    best, seed_reward = state["best"], state["seed"]["reward"]
+    beam_rewards = [r for r in state["cycle_rewards"] if r is not None and math.isfinite(r)]
+    best_beam = max(beam_rewards) if beam_rewards else None
+    gain = None
+    if best_beam is not None and seed_reward is not None and math.isfinite(seed_reward):
+        gain = best_beam - seed_reward
+    return {
+        "winner": best["source"] if best is not None else None,
+        "from_seed": best is not None and best["source"] == "seed",
+        "kind": best.get("kind") if best is not None else None,
+        "instruction": best.get("instruction") if best is not None else None,
+        "seed_reward": seed_reward,
+        "best_beam_reward": best_beam,
+        "best_beam_minus_seed": gain,
+    }
+
+
+def describe_search(summary: dict[str, Any]) -> str:
+    """``search_summary`` as one line for a person: where the winner came from, and the best
+    beam's reward against the seed answer's."""
+    if summary["winner"] is None:
+        return "winner: none (a budget ended the search before any answer was scored)"
+    if summary["from_seed"]:
+        where = "the seed answer (no beam beat one plain sample)"
+    else:
+        kind = {"original": "the original instruction", "rewrite": "a rewrite"}.get(
+            summary["kind"], "a fallback to the picked instruction"
+        )
+        where = f"{summary['winner']}, under {kind}: {summary['instruction']!r}"
+    line = f"winner: {where}"
+    if summary["best_beam_minus_seed"] is not None:
+        line += (
+            f"; best beam {summary['best_beam_reward']:.3f} vs seed answer "
+            f"{summary['seed_reward']:.3f} ({summary['best_beam_minus_seed']:+.3f})"
+        )
+    return line

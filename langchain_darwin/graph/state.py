@@ -42,6 +42,10 @@ class Best(TypedDict):
     reward: float
     score: float
     source: str
+    #: What wrote it: "seed", or the kind of its beam's instruction ("original", "rewrite",
+    #: "fallback"); and that instruction (None for the seed answer).
+    kind: str
+    instruction: str | None
 
 
 class PeriodScores(TypedDict):

@@ -1,7 +1,8 @@
 """The in-process backend: transformers models in this process.
 
 Model loading (``models``: "default", a folder, a hub id), the policy engine (``engine``) with
-its per-row KV caches and prefix reuse (``kv``, ``prefix``, ``session``, ``memory``), and the
+its per-row KV caches and prefix reuse (``kv``, ``prefix``, ``session``, ``memory``), the layout
+of a call's decode batch (``layout``) and its token draws (``sampling``), and the
 sequence-classifier reward model that shares that KV machinery (``reward``).
 """
 

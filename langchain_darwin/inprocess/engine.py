@@ -18,15 +18,23 @@ from langchain_darwin.inprocess.kv import (
     unstack_row,
     unstack_rows,
 )
+from langchain_darwin.inprocess.layout import (
+    BatchLayout,
+    batch_rows,
+    claim_plans,
+    lay_out,
+    store_rows_outside_batch,
+)
 from langchain_darwin.inprocess.memory import release_freed_host_memory
 from langchain_darwin.inprocess.prefix import (
     CachedRow,
     Plan,
     Prefilled,
     forward_plans,
+    left_padded,
     plan_prefill,
 )
-from langchain_darwin.inprocess.sampling import draw_in_request_order, token_draw
+from langchain_darwin.inprocess.sampling import draw_in_request_order, request_order, token_draw
 from langchain_darwin.inprocess.session import KVSession
 from langchain_darwin.policy.base import (
     ExtendOutcome,
@@ -64,7 +72,9 @@ class TransformersPolicy:
         self._keeps_logits = "logits_to_keep" in params
         # the width of a step's logits, which decides whether a top-k cut cuts anything
         head = model.get_output_embeddings()
-        self._vocabulary = head.weight.shape[0] if head is not None else model.config.vocab_size
+        self.vocabulary_size: int = (
+            head.weight.shape[0] if head is not None else model.config.vocab_size
+        )
 
     @functools.cached_property
     def line_break_ids(self) -> frozenset[int]:
@@ -117,13 +127,14 @@ class TransformersPolicy:
         contexts = {k: list(rows[k].tokens[:-1]) for k in keys}
         device = self.model.device
         planned, plans = plan_prefill(
-            self._forward, session, contexts, pad_id=self.pad_token_id, device=device
+            self.prefill_forward, session, contexts, pad_id=self.pad_token_id, device=device
         )
         for key, n in planned.forwarded.items():
             outcome.work.add_prefill(key, n)
         if commit:  # the old rows are no longer needed: free them before the batch grows
             session.rows = {}
-        stored = self._decode(session, keys, rows, planned.kv, plans, sampling, outcome)
+        call = _ExtendCall(self, session, rows, sampling, outcome)
+        stored = call.run(planned.kv, plans)
         if commit:
             session.rows = stored
         release_freed_host_memory(device)
@@ -169,9 +180,11 @@ class TransformersPolicy:
             out[key] = picked[i, longest - len(answer) :].tolist()
         return out
 
-    def _forward(
+    # -- the two forwards a call makes ---------------------------------------------------
+    def prefill_forward(
         self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: DynamicCache
     ) -> None:
+        """Forward context tokens into ``cache``; only the cache is wanted, not logits."""
         self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -181,301 +194,228 @@ class TransformersPolicy:
             **self._prefill_kwargs,
         )
 
-    def _decode(
+    def next_token_logits(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache
+    ) -> torch.Tensor:
+        """One decoding step: feed each row its last token (``ids``, one column); the next
+        token's logits, in float32."""
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **{self._cache_arg: cache},
+        )
+        return out.logits[:, -1, :].float()
+
+
+class _ExtendCall:
+    """One :meth:`TransformersPolicy.extend` call: its rows, their results, and the caches
+    stored for the session as rows leave the decode batch. Rows with pending tokens (their
+    plans) are prefilled first: in place in the decode batch, or in a batch of their own
+    when no row has a cache to build it on; then every row with a budget samples, token by
+    token, leaving the batch as it finishes or uses its budget."""
+
+    def __init__(
         self,
+        policy: TransformersPolicy,
         session: KVSession,
-        keys: list[str],
         rows: Mapping[str, RowRequest],
-        kvs: dict[str, RowKV],
-        plans: list[Plan[str]],
         sampling: Sampling,
         outcome: ExtendOutcome,
-    ) -> dict[str, CachedRow]:
-        """Sample token by token; rows leave the batch as they finish or use their budget.
-        Rows with ``plans`` are prefilled first: in place in the decode batch, or in a batch
-        of their own when no row has a cache to build it on."""
-        pending, twin_of = self._claim_plans(plans, kvs)
-        if pending and not any(len(kvs[k]) for k in _in_batch(keys, rows, pending)):
+    ) -> None:
+        self.policy, self.session, self.rows = policy, session, rows
+        self.sampling, self.outcome = sampling, outcome
+        #: the rows in request order
+        self.keys = list(rows)
+        #: the caches of the rows done so far, as the session will keep them
+        self.stored: dict[str, CachedRow] = {}
+        self.device = policy.model.device
+        for key in self.keys:
+            outcome.rows[key] = RowResult(new_tokens=[], ended=False)
+
+    def run(self, kvs: dict[str, RowKV], plans: list[Plan[str]]) -> dict[str, CachedRow]:
+        """Decode; returns every row's cache, in request order. ``kvs`` (the rows' starting
+        caches) and ``plans`` are consumed: the batch built from them holds them now."""
+        pending = claim_plans(plans, kvs)
+        if pending and not any(len(kvs[k]) for k in batch_rows(self.keys, self.rows, pending)):
             # nothing cached to build the batch on (a first call): prefill in a batch of its
             # own; otherwise the pending rows are forwarded in place, in the decode batch (no
             # second batch to build and copy, the largest transient of a period)
-            self._prefill_apart(plans, kvs, outcome)
+            self._prefill_apart(plans, kvs)
             pending.clear()
-            twin_of.clear()
         plans.clear()
-        layout = _layout(keys, rows, pending, twin_of)
-        for key in keys:
-            outcome.rows[key] = RowResult(new_tokens=[], ended=False)
-        stored = _set_aside(keys, layout.batch, rows, kvs)
-        if not layout.batch:
-            return stored
-        cache, mask = self._stack(layout, rows, kvs)
-        if pending:
-            _check_cancelled(session)
-            self._prefill_rows(cache, mask, layout, rows, pending, twin_of)
-            for key in (key for group in layout.groups for key in group):
-                outcome.work.add_prefill(key, len(pending[key]))
-        batch = self._store_idle(layout.batch, rows, cache, mask, outcome, stored)
-        if batch is None:
-            return stored
-        self._sample_rows(session, keys, rows, batch, sampling, outcome, stored)
-        return {key: stored[key] for key in keys if key in stored}
+        layout = lay_out(self.keys, self.rows, pending)
+        self.stored = store_rows_outside_batch(self.keys, layout, self.rows, kvs)
+        if layout.order:
+            cache, mask = self._stack(layout, kvs)
+            if pending:
+                self._check_cancelled()
+                self._prefill_in_place(cache, mask, layout)
+            batch = self._store_rows_without_budget(layout.order, cache, mask)
+            if batch is not None:
+                self._sample(batch)
+        return {key: self.stored[key] for key in self.keys if key in self.stored}
 
-    # -- decode: the batch --------------------------------------------------------------
-    @staticmethod
-    def _claim_plans(
-        plans: list[Plan[str]], kvs: dict[str, RowKV]
-    ) -> tuple[dict[str, list[int]], dict[str, str]]:
-        """Each planned row's starting cache into ``kvs``; returns the tokens each still has
-        to prefill and, for a row whose context equals an earlier row's, that row (its twin:
-        prefilled once, its columns copied)."""
-        pending: dict[str, list[int]] = {}
-        twin_of: dict[str, str] = {}
-        for plan in plans:
-            for key in plan.keys:
-                kvs[key], pending[key] = plan.kv, plan.pending
-                if key != plan.keys[0]:
-                    twin_of[key] = plan.keys[0]
-        return pending, twin_of
-
-    def _prefill_apart(
-        self, plans: list[Plan[str]], kvs: dict[str, RowKV], outcome: ExtendOutcome
-    ) -> None:
+    # -- the batch ----------------------------------------------------------------------
+    def _prefill_apart(self, plans: list[Plan[str]], kvs: dict[str, RowKV]) -> None:
         """Prefill ``plans`` in a batch of their own, into ``kvs``."""
         filled = Prefilled(kv=kvs)
-        device = self.model.device
-        forward_plans(self._forward, plans, filled, pad_id=self.pad_token_id, device=device)
+        forward, pad_id = self.policy.prefill_forward, self.policy.pad_token_id
+        forward_plans(forward, plans, filled, pad_id=pad_id, device=self.device)
         for key, n in filled.forwarded.items():
-            outcome.work.add_prefill(key, n)
+            self.outcome.work.add_prefill(key, n)
 
     def _stack(
-        self, layout: _Layout, rows: Mapping[str, RowRequest], kvs: dict[str, RowKV]
+        self, layout: BatchLayout, kvs: dict[str, RowKV]
     ) -> tuple[DynamicCache, torch.Tensor]:
         """The batch's cache and mask, with room for this call's positions written in place
-        (riders stop with the last non-rider, so only non-riders size it). The rows are this
-        call's own (prefixes cut for it): the batch they came from is freed layer by layer
-        as this one is built."""
+        (rows that ride along stop with the last row that does not, so only those size it).
+        The rows are this call's own (prefixes cut for it): the batch they came from is
+        freed layer by layer as this one is built."""
+        rows = self.rows
         budgets = [
-            rows[k].max_new for k in layout.batch if rows[k].max_new > 0 and not rows[k].rider
+            rows[k].max_new for k in layout.order if rows[k].max_new > 0 and not rows[k].rider
         ]
         spare = max(budgets, default=1)
         cache, mask = stack_rows(
-            [kvs[k] for k in layout.batch],
+            [kvs[k] for k in layout.order],
             layout.width,
             spare=spare,
             release=True,
             tails=layout.tails,
         )
         kvs.clear()  # stack_rows let go of the batch they came from, layer by layer
-        return cache, mask.to(self.model.device)
+        return cache, mask.to(self.device)
 
-    def _store_idle(
-        self,
-        batch: list[str],
-        rows: Mapping[str, RowRequest],
-        cache: DynamicCache,
-        mask: torch.Tensor,
-        outcome: ExtendOutcome,
-        stored: dict[str, CachedRow],
+    def _prefill_in_place(
+        self, cache: DynamicCache, mask: torch.Tensor, layout: BatchLayout
+    ) -> None:
+        """Forward each group's pending tokens, one forward per group, into the tail columns
+        :func:`stack_rows` left for them (left-padded within the tail); the groups are the
+        first rows of the batch, in order. A row with the same context as a forwarded one
+        then copies its tail."""
+        pending = layout.pending.tokens
+        width = mask.shape[1]
+        first = 0
+        for group in layout.groups:
+            tail = len(pending[group[0]])
+            starts = [len(self.rows[k].tokens) - 1 - len(pending[k]) for k in group]
+            runs = [pending[k] for k in group]
+            ids, new, pos = left_padded(runs, starts, tail, self.policy.pad_token_id)
+            block = slice(first, first + len(group))
+            new = new.to(mask.device)
+            self.policy.prefill_forward(
+                ids.to(mask.device),
+                torch.cat([mask[block, : width - tail], new], dim=1),
+                pos.to(mask.device),
+                row_cache(cache, block, width - tail),
+            )
+            mask[block, width - tail :] = new
+            first += len(group)
+            for key in group:
+                self.outcome.work.add_prefill(key, len(pending[key]))
+        index = {key: i for i, key in enumerate(layout.order)}
+        for key, source in layout.pending.same_context_as.items():
+            columns = slice(width - len(pending[key]), width)
+            copy_columns(cache, index[source], index[key], columns)
+            mask[index[key], columns] = mask[index[source], columns]
+
+    def _store_rows_without_budget(
+        self, order: list[str], cache: DynamicCache, mask: torch.Tensor
     ) -> _DecodeBatch | None:
-        """Store the rows that only needed their context cached and take them out of the
-        batch; the rows left to decode (``None``: none)."""
-        idle = [i for i, k in enumerate(batch) if rows[k].max_new <= 0]
-        for i in idle:
-            key = batch[i]
-            stored[key] = self._stored(rows[key], outcome.rows[key], unstack_row(cache, mask, i))
-        active = [k for k in batch if rows[k].max_new > 0]
+        """Store the rows that were in the batch only to have their context prefilled and
+        take them out of it; the rows left to decode (``None``: none)."""
+        rows = self.rows
+        for i, key in enumerate(order):
+            if rows[key].max_new <= 0:
+                self._store(key, unstack_row(cache, mask, i))
+        active = [k for k in order if rows[k].max_new > 0]
         if not active:
             return None
-        device = self.model.device
-        if idle:
-            index = torch.tensor([i for i, k in enumerate(batch) if rows[k].max_new > 0])
-            cache.batch_select_indices(index.to(device))
-            mask = mask[index.to(device)]
+        if len(active) < len(order):
+            index = torch.tensor([i for i, k in enumerate(order) if rows[k].max_new > 0])
+            cache.batch_select_indices(index.to(self.device))
+            mask = mask[index.to(self.device)]
         return _DecodeBatch(
             keys=active,
             cache=cache,
             mask=mask,
-            last=torch.tensor([[rows[k].tokens[-1]] for k in active], device=device),
-            positions=torch.tensor([[len(rows[k].tokens) - 1] for k in active], device=device),
+            last=torch.tensor([[rows[k].tokens[-1]] for k in active], device=self.device),
+            positions=torch.tensor([[len(rows[k].tokens) - 1] for k in active], device=self.device),
         )
 
-    # -- decode: the sampling loop ------------------------------------------------------
-    def _sample_rows(
-        self,
-        session: KVSession,
-        keys: list[str],
-        rows: Mapping[str, RowRequest],
-        batch: _DecodeBatch,
-        sampling: Sampling,
-        outcome: ExtendOutcome,
-        stored: dict[str, CachedRow],
-    ) -> None:
-        """One token per active row per step until the period ends (no non-rider can
-        grow); a row leaves the batch, its cache stored, when it ends or fills its budget."""
-        device = self.model.device
-        draw = token_draw(sampling, self._vocabulary, device)
-        order_of = {key: i for i, key in enumerate(keys)}
-        order = self._request_order(batch.keys, order_of, device)
+    # -- the sampling loop --------------------------------------------------------------
+    def _sample(self, batch: _DecodeBatch) -> None:
+        """One token per active row per step until the period ends (no row that does not
+        ride along can grow); a row leaves the batch, its cache stored, when it ends or
+        fills its budget."""
+        draw = token_draw(self.sampling, self.policy.vocabulary_size, self.device)
+        order_of = {key: i for i, key in enumerate(self.keys)}
+        order = request_order(batch.keys, order_of, self.device)
         step = 0
         while True:
-            _check_cancelled(session)
+            self._check_cancelled()
             logits = self._step_logits(batch)
             for key in batch.keys:
-                outcome.work.add_decode(key, 1)
+                self.outcome.work.add_decode(key, 1)
             tokens = draw_in_request_order(draw, logits, order)
-            keep, full = self._take_tokens(batch.keys, tokens.tolist(), rows, outcome, sampling)
-            if not any(not rows[batch.keys[i]].rider for i in keep):
+            keep, full = self._take_tokens(batch.keys, tokens.tolist())
+            if not any(not self.rows[batch.keys[i]].rider for i in keep):
                 # the period ends: every row still holding a cache leaves the batch at once
                 leaving = full + keep
                 kvs = unstack_rows(batch.cache, batch.mask, leaving)
                 for i, kv in zip(leaving, kvs, strict=True):
-                    key = batch.keys[i]
-                    stored[key] = self._stored(rows[key], outcome.rows[key], kv)
+                    self._store(batch.keys[i], kv)
                 return
             for i in full:
-                key = batch.keys[i]
-                kv = unstack_row(batch.cache, batch.mask, i)
-                stored[key] = self._stored(rows[key], outcome.rows[key], kv)
+                self._store(batch.keys[i], unstack_row(batch.cache, batch.mask, i))
             if len(keep) < len(batch.keys):
                 tokens = batch.select(keep, tokens)
-                order = self._request_order(batch.keys, order_of, device)
+                order = request_order(batch.keys, order_of, self.device)
             batch.advance(tokens)
             step += 1
             if step % TRIM_EVERY == 0:
-                release_freed_host_memory(device)
+                release_freed_host_memory(self.device)
 
     def _step_logits(self, batch: _DecodeBatch) -> torch.Tensor:
         """Feed every active row its last token; the next token's logits, in float32."""
         batch.mask = torch.cat([batch.mask, batch.mask.new_ones(len(batch.keys), 1)], dim=1)
-        out = self.model(
-            input_ids=batch.last,
-            attention_mask=batch.mask,
-            position_ids=batch.positions,
-            use_cache=True,
-            **{self._cache_arg: batch.cache},
-        )
-        return out.logits[:, -1, :].float()
+        return self.policy.next_token_logits(batch.last, batch.mask, batch.positions, batch.cache)
 
-    def _take_tokens(
-        self,
-        keys: list[str],
-        tokens: list[int],
-        rows: Mapping[str, RowRequest],
-        outcome: ExtendOutcome,
-        sampling: Sampling,
-    ) -> tuple[list[int], list[int]]:
+    def _take_tokens(self, keys: list[str], tokens: list[int]) -> tuple[list[int], list[int]]:
         """Give each row its drawn token; returns the batch indices of the rows that go on
         and of those that used their budget with it. A row ends (and is dropped) on
         end-of-sequence, not kept, or on one of its stop tokens once it has text, kept."""
         keep: list[int] = []
         full: list[int] = []
+        eos, ignore_eos = self.policy.eos_token_ids, self.sampling.ignore_eos
         for i, (key, token) in enumerate(zip(keys, tokens, strict=True)):
-            result = outcome.rows[key]
-            if token in self.eos_token_ids and not sampling.ignore_eos:
+            result, req = self.outcome.rows[key], self.rows[key]
+            if token in eos and not ignore_eos:
                 result.ended = True
                 continue
             result.new_tokens.append(token)
-            if token in rows[key].stop_ids and self.detokenize(result.new_tokens).strip():
+            if token in req.stop_ids and self.policy.detokenize(result.new_tokens).strip():
                 result.ended = True
                 continue
-            if len(result.new_tokens) < rows[key].max_new:
+            if len(result.new_tokens) < req.max_new:
                 keep.append(i)
             else:
                 full.append(i)
         return keep, full
 
-    @staticmethod
-    def _request_order(
-        active: list[str], order_of: Mapping[str, int], device: torch.device
-    ) -> torch.Tensor | None:
-        """Batch indices of the active rows in request order (``None``: already in it)."""
-        order = sorted(range(len(active)), key=lambda i: order_of[active[i]])
-        return None if order == list(range(len(active))) else torch.tensor(order, device=device)
+    def _store(self, key: str, kv: RowKV) -> None:
+        """Keep a row's cache as the session will: with its tokens but the last, which the
+        next call's first step feeds."""
+        tokens = list(self.rows[key].tokens) + self.outcome.rows[key].new_tokens
+        self.stored[key] = CachedRow(tokens[:-1], kv)
 
-    @staticmethod
-    def _prefill_groups(
-        keys: list[str],
-        rows: Mapping[str, RowRequest],
-        pending: Mapping[str, list[int]],
-        width: int,
-    ) -> list[list[str]]:
-        """Rows to prefill, grouped for one forward per group: a forward writes the same
-        tail columns for every row it holds (left-padded to its longest pending run), so a
-        row joins a group only if its cached part plus that tail still fits the batch's
-        ``width``; otherwise the batch would widen for every row. A period's replaced beams
-        usually make one group."""
-        groups: list[list[str]] = []
-        for key in sorted(keys, key=lambda k: -len(pending[k])):  # stable: request order
-            kept = len(rows[key].tokens) - 1 - len(pending[key])
-            fits = (g for g in groups if kept + len(pending[g[0]]) <= width)
-            group = next(fits, None)
-            if group is None:
-                groups.append([key])
-            else:
-                group.append(key)
-        return groups
-
-    def _prefill_rows(
-        self,
-        cache: DynamicCache,
-        mask: torch.Tensor,
-        layout: _Layout,
-        rows: Mapping[str, RowRequest],
-        pending: Mapping[str, list[int]],
-        twin_of: Mapping[str, str],
-    ) -> None:
-        """Forward each group's pending tokens, one forward per group, into the tail columns
-        :func:`stack_rows` left for them (left-padded within the tail); the groups are the
-        first rows of the batch, in order. A twin then copies its twin's tail."""
-        device = mask.device
-        width = mask.shape[1]
-        first = 0
-        for group in layout.groups:
-            tail = len(pending[group[0]])
-            starts = [len(rows[k].tokens) - 1 - len(pending[k]) for k in group]
-            ids, new, pos = left_padded(
-                [pending[k] for k in group], starts, tail, self.pad_token_id
-            )
-            block = slice(first, first + len(group))
-            new = new.to(device)
-            self._forward(
-                ids.to(device),
-                torch.cat([mask[block, : width - tail], new], dim=1),
-                pos.to(device),
-                row_cache(cache, block, width - tail),
-            )
-            mask[block, width - tail :] = new
-            first += len(group)
-        index = {key: i for i, key in enumerate(layout.batch)}
-        for key, twin in twin_of.items():
-            columns = slice(width - len(pending[key]), width)
-            copy_columns(cache, index[twin], index[key], columns)
-            mask[index[key], columns] = mask[index[twin], columns]
-
-    @staticmethod
-    def _stored(req: RowRequest, result: RowResult, kv: RowKV) -> CachedRow:
-        """A row's cache as the session keeps it: its tokens but the last, which the next
-        call's first step feeds."""
-        tokens = list(req.tokens) + result.new_tokens
-        return CachedRow(tokens[:-1], kv)
-
-
-# -- decode: plain parts ---------------------------------------------------------------------
-
-
-@dataclass
-class _Layout:
-    """Where this call's rows sit in the decode batch: the rows to prefill first, in groups
-    that one forward each fills in place (see :meth:`TransformersPolicy._prefill_groups`);
-    twins (a context an earlier row has) next; then the rows that only decode."""
-
-    batch: list[str]
-    groups: list[list[str]]
-    #: columns of the batch's cache: the longest context but its last token
-    width: int
-    #: per batch row, the columns left free at its end for its pending tokens
-    tails: list[int]
+    def _check_cancelled(self) -> None:
+        """Stop a cancelled run: its caches are dropped, and the search sees the error."""
+        if self.session.cancelled.is_set():
+            self.session.clear()
+            raise SearchCancelled("the DARWIN search was cancelled")
 
 
 @dataclass
@@ -501,65 +441,3 @@ class _DecodeBatch:
         """The drawn ``tokens`` are the next step's inputs, one position further."""
         self.last = tokens.view(-1, 1)
         self.positions = self.positions + 1
-
-
-def _in_batch(
-    keys: list[str], rows: Mapping[str, RowRequest], pending: Mapping[str, list[int]]
-) -> list[str]:
-    """Rows the decode batch holds: those with a budget and those with tokens to prefill."""
-    return [k for k in keys if rows[k].max_new > 0 or k in pending]
-
-
-def _layout(
-    keys: list[str],
-    rows: Mapping[str, RowRequest],
-    pending: Mapping[str, list[int]],
-    twin_of: Mapping[str, str],
-) -> _Layout:
-    """Order the batch (sampling still draws in request order) and size its columns."""
-    width = max((len(rows[k].tokens) - 1 for k in _in_batch(keys, rows, pending)), default=0)
-    groups = TransformersPolicy._prefill_groups(
-        [k for k in keys if k in pending and k not in twin_of], rows, pending, width
-    )
-    tail_of = {key: len(pending[group[0]]) for group in groups for key in group}
-    tail_of.update({key: tail_of[twin] for key, twin in twin_of.items()})
-    batch = [key for group in groups for key in group] + [k for k in keys if k in twin_of]
-    batch += [k for k in keys if k not in pending and rows[k].max_new > 0]
-    return _Layout(batch, groups, width, [tail_of.get(k, 0) for k in batch])
-
-
-def _set_aside(
-    keys: list[str], batch: list[str], rows: Mapping[str, RowRequest], kvs: dict[str, RowKV]
-) -> dict[str, CachedRow]:
-    """Store the rows that take no part in the batch (no budget, nothing to prefill) as
-    they are: copies, since a view would keep the whole old batch alive while the new is
-    built."""
-    stored: dict[str, CachedRow] = {}
-    for key in keys:
-        if key not in batch:
-            stored[key] = CachedRow(list(rows[key].tokens[:-1]), kvs.pop(key).copy())
-    return stored
-
-
-def _check_cancelled(session: KVSession) -> None:
-    """Stop a cancelled run: its caches are dropped, and the search sees the error."""
-    if session.cancelled.is_set():
-        session.clear()
-        raise SearchCancelled("the DARWIN search was cancelled")
-
-
-def left_padded(
-    runs: Sequence[Sequence[int]], starts: Sequence[int], width: int, pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Token runs as one left-padded ``(rows, width)`` block: ids, a mask of the real
-    positions, and their position ids (row ``i`` counts from ``starts[i]``)."""
-    ids = torch.full((len(runs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(runs), width, dtype=torch.long)
-    pos = torch.zeros(len(runs), width, dtype=torch.long)
-    for i, (run, start) in enumerate(zip(runs, starts, strict=True)):
-        n = len(run)
-        if n:
-            ids[i, width - n :] = torch.tensor(run)
-            mask[i, width - n :] = 1
-            pos[i, width - n :] = torch.arange(start, start + n)
-    return ids, mask, pos

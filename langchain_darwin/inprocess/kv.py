@@ -241,7 +241,8 @@ def row_cache(cache: DynamicCache, rows: slice, length: int) -> DynamicCache:
 
 
 def copy_columns(cache: DynamicCache, source: int, target: int, columns: slice) -> None:
-    """Copy ``columns`` of batch row ``source`` into row ``target`` (a twin's prefill)."""
+    """Copy ``columns`` of batch row ``source`` into row ``target``: a row whose context
+    equals another's takes that row's prefill instead of forwarding it again."""
     for layer in cache.layers:
         layer.keys[target, :, columns] = layer.keys[source, :, columns]
         layer.values[target, :, columns] = layer.values[source, :, columns]

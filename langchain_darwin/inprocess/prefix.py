@@ -72,8 +72,9 @@ class Prefilled(Generic[K]):
 MIN_SHARED_SAVING = 32
 
 
-class _Shared:
-    """Key of the temporary row that holds a prefix several new rows share."""
+class _SharedPrefixRow:
+    """Key of the temporary row that holds a prefix several new rows share (forwarded once,
+    then every one of them continues from it)."""
 
 
 def _shared_prefix(
@@ -167,15 +168,15 @@ def _plan(
     groups: dict[tuple[int, ...], list[K]] = {}
     for key, context in contexts.items():
         groups.setdefault(tuple(context), []).append(key)
-    rows: dict[Any, CachedRow] = store.rows  # the store's keys, and _Shared below
+    rows: dict[Any, CachedRow] = store.rows  # the store's keys, and _SharedPrefixRow below
     shared = _shared_prefix(list(groups), store, need_last)
     if shared:
         # Rows that share a prefix nothing cached covers (a prompt read by several beams for
         # the first time): forward it once, then let every row continue from it.
         head = list(next(iter(groups))[:shared])
-        first = prefill(forward, store, {_Shared: head}, pad_id=pad_id, device=device)
-        _charge(out, next(iter(contexts)), first.forwarded.get(_Shared, 0))
-        rows = {**rows, _Shared: CachedRow(head, first.kv[_Shared])}
+        first = prefill(forward, store, {_SharedPrefixRow: head}, pad_id=pad_id, device=device)
+        _charge(out, next(iter(contexts)), first.forwarded.get(_SharedPrefixRow, 0))
+        rows = {**rows, _SharedPrefixRow: CachedRow(head, first.kv[_SharedPrefixRow])}
     search = PrefixStore(rows)
     plans: list[Plan[K]] = []
     reused: dict[int, int] = {}
@@ -183,7 +184,7 @@ def _plan(
         source, kept = search.best_prefix(context)
         kept = min(kept, len(context) - 1) if need_last else kept
         kv = source.prefix(kept) if source is not None and kept > 0 else empty_row()
-        if source is not None and kept > 0 and source is not rows.get(_Shared):
+        if source is not None and kept > 0 and source is not rows.get(_SharedPrefixRow):
             reused[id(source)] = max(reused.get(id(source), 0), kept)
         if kept == len(context):
             for key in keys:
@@ -211,13 +212,9 @@ def forward_plans(
     starts.clear()
     pending_rows = [(plan.keys, plan.pending) for plan in plans]
     plans.clear()
-    ids = torch.full((len(pending_rows), width_new), pad_id, dtype=torch.long)
-    mask_new = torch.zeros(len(pending_rows), width_new, dtype=torch.long)
-    pos = torch.zeros(len(pending_rows), width_new, dtype=torch.long)
-    for i, (keys, pending) in enumerate(pending_rows):
-        ids[i, width_new - len(pending) :] = torch.tensor(pending)
-        mask_new[i, width_new - len(pending) :] = 1
-        pos[i, width_new - len(pending) :] = torch.arange(kept[i], kept[i] + len(pending))
+    runs = [pending for _, pending in pending_rows]
+    ids, mask_new, pos = left_padded(runs, kept, width_new, pad_id)
+    for keys, pending in pending_rows:
         _charge(out, keys[0], len(pending))
     mask = torch.cat([mask_kept.to(device), mask_new.to(device)], dim=1)
     result = forward(ids.to(device), mask, pos.to(device), cache)
@@ -247,3 +244,20 @@ def _charge(out: Prefilled[K], key: K, positions: int) -> None:
     """Book forwarded positions to a row (a shared head goes to the first row)."""
     if positions:
         out.forwarded[key] = out.forwarded.get(key, 0) + positions
+
+
+def left_padded(
+    runs: Sequence[Sequence[int]], starts: Sequence[int], width: int, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token runs as one left-padded ``(rows, width)`` block: ids, a mask of the real
+    positions, and their position ids (row ``i`` counts from ``starts[i]``)."""
+    ids = torch.full((len(runs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(runs), width, dtype=torch.long)
+    pos = torch.zeros(len(runs), width, dtype=torch.long)
+    for i, (run, start) in enumerate(zip(runs, starts, strict=True)):
+        n = len(run)
+        if n:
+            ids[i, width - n :] = torch.tensor(run)
+            mask[i, width - n :] = 1
+            pos[i, width - n :] = torch.arange(start, start + n)
+    return ids, mask, pos

@@ -2,10 +2,15 @@
 
 In the manner of transformers' ``generation/logits_process.py``: one small callable per rule,
 chosen once per call to the engine, so the decode loop only says ``draw(logits)``.
+
+A sampled draw divides logits by the temperature only after taking their row's largest away:
+every score is then at most 0, so a tiny positive temperature gives 0 and -inf (the greedy
+limit, ties shared) where it would give inf and a NaN distribution.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,8 +44,8 @@ class TopKDraw:
     generator: torch.Generator
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        top, index = logits.topk(self.top_k, dim=-1)
-        probs = torch.softmax(top / self.temperature, dim=-1)
+        top, index = logits.topk(self.top_k, dim=-1)  # sorted: the first is the largest
+        probs = torch.softmax((top - top[:, :1]) / self.temperature, dim=-1)
         pick = torch.multinomial(probs, 1, generator=self.generator)
         return index.gather(-1, pick).view(-1)
 
@@ -54,7 +59,10 @@ class VocabularyDraw:
     generator: torch.Generator
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        scores = logits if self.temperature == 1.0 else logits / self.temperature
+        if self.temperature == 1.0:
+            scores = logits
+        else:
+            scores = (logits - logits.amax(dim=-1, keepdim=True)) / self.temperature
         probs = torch.softmax(scores, dim=-1)
         return torch.multinomial(probs, 1, generator=self.generator).view(-1)
 
@@ -65,9 +73,11 @@ def token_draw(sampling: Sampling, vocabulary: int, device: torch.device) -> Tok
     if sampling.temperature == 0:
         return GreedyDraw()
     generator = torch.Generator(device=device).manual_seed(sampling.seed)
+    # below float32's smallest normal a temperature would round to 0 and divide 0 by 0
+    temperature = max(sampling.temperature, torch.finfo(torch.float32).tiny)
     if 0 < sampling.top_k < vocabulary:
-        return TopKDraw(sampling.top_k, sampling.temperature, generator)
-    return VocabularyDraw(sampling.temperature, generator)
+        return TopKDraw(sampling.top_k, temperature, generator)
+    return VocabularyDraw(temperature, generator)
 
 
 def draw_in_request_order(
@@ -82,3 +92,12 @@ def draw_in_request_order(
     tokens = torch.empty_like(drawn)
     tokens[order] = drawn
     return tokens
+
+
+def request_order(
+    batch: Sequence[str], order_of: Mapping[str, int], device: torch.device
+) -> torch.Tensor | None:
+    """Batch indices of the ``batch`` rows in request order (``order_of``: each row's place
+    in the request), for :func:`draw_in_request_order`; ``None`` when already in it."""
+    order = sorted(range(len(batch)), key=lambda i: order_of[batch[i]])
+    return None if order == list(range(len(batch))) else torch.tensor(order, device=device)

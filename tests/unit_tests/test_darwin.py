@@ -120,11 +120,22 @@ def test_multi_turn_mutates_the_last_user_turn_and_rewards_see_the_original(tiny
     assert state["archive"][0]["instruction"] in {"How do I boil one?"} | set(state["instructions"])
 
 
-@pytest.mark.parametrize("temperature", [0.0, 0.7])
-def test_reprefill_mode_yields_exactly_the_same_tokens(tiny_dirs, temperature: float) -> None:
-    llm = DarwinChatModel(
-        model=str(tiny_dirs[0]), reward_model=vowels, seed=4, temperature=temperature, **FAST
-    )
+@pytest.mark.parametrize(
+    ("temperature", "knobs"),
+    [
+        (0.0, {}),
+        (0.7, {}),
+        (0.7, {"selection": "softmax", "seed_answer": False, "replacement_horizon": 16}),
+    ],
+)
+def test_reprefill_mode_yields_exactly_the_same_tokens(
+    tiny_dirs, temperature: float, knobs: dict[str, object]
+) -> None:
+    """On the paper's method (its preset, whatever the defaults) and on the extensions."""
+    from langchain_darwin import DarwinConfig
+
+    config = DarwinConfig.preset("paper", seed=4, temperature=temperature, **FAST, **knobs)
+    llm = DarwinChatModel(model=str(tiny_dirs[0]), reward_model=vowels, config=config)
     fast = full_state(llm, [HumanMessage("Tell me about eggs")], iterations=2)
     slow = full_state(llm, [HumanMessage("Tell me about eggs")], iterations=2, cache="none")
     for key in ("beams", "seed", "best", "period_scores", "archive", "answer"):

@@ -8,6 +8,7 @@ import torch
 from langchain_darwin.inprocess import engine as transformers_engine
 from langchain_darwin.inprocess.engine import TransformersPolicy
 from langchain_darwin.inprocess.kv import row_cache
+from langchain_darwin.inprocess.layout import prefill_groups
 from langchain_darwin.policy import RowRequest, Sampling
 from tests.tiny import tiny_policy, tiny_tokenizer
 
@@ -182,7 +183,7 @@ def test_prefill_groups_never_widen_the_batch() -> None:
         "short": RowRequest([0] * 200, 4),  # 150 cached + 49 pending
     }
     pending = {"own_copy": [1] * 49, "donor": [1] * 239, "short": [1] * 49}
-    groups = TransformersPolicy._prefill_groups(list(rows), rows, pending, 299)
+    groups = prefill_groups(list(rows), rows, pending, 299)
     # one forward would give every row the 239-column tail: own_copy would need 489 columns
     # and short 389, so both go into a second forward with a 49-column tail
     assert groups == [["donor"], ["own_copy", "short"]]

@@ -172,6 +172,8 @@ def test_update_archive_adds_the_most_winning_instructions_that_beat_the_picked(
         "reward": 4.0,
         "score": 4.0,
         "source": "cycle 0 beam 4",
+        "kind": "original",  # the state names no kinds: instructions count as the original
+        "instruction": "instruction 4",
     }
     assert out["cycle_rewards"] == [4.0] and out["cycle"] == 1
 
@@ -190,3 +192,60 @@ def test_the_seed_answer_stays_best_when_no_beam_beats_it() -> None:
     out = nodes.update_archive(state, RUNTIME)
     assert out["best"]["source"] == "seed" and out["best"]["reward"] == 9.0
     assert out["archive"] == [{"instruction": "orig", "reward": 9.0}]
+
+
+def test_softmax_selection_keeps_survivors_and_copies_in_proportion_to_reward() -> None:
+    """Particle-filter resampling: the top ``survivors`` stay; a replaced beam draws among all
+    unfinished beams (itself included) by softmax of its standardised reward."""
+    rewards = [4.0, 3.0, 2.0, 1.0, 0.0]  # standard deviation sqrt(2)
+    drawn: dict[int, int] = {}
+    for period in range(400):
+        state = state_with([beam(i, [i] * 4, rewards[i]) for i in range(5)], selection="softmax")
+        state["period"] = period
+        new = nodes.select_replace(state, RUNTIME)["beams"]
+        for i in range(3):
+            assert new[i]["answer"] == [i] * 4  # survivors untouched
+        drawn[new[4]["answer"][0]] = drawn.get(new[4]["answer"][0], 0) + 1
+    weights = [math.exp((r - 4.0) / math.sqrt(2)) for r in rewards]
+    expected = [w / sum(weights) for w in weights]
+    for donor, p in enumerate(expected):
+        assert abs(drawn.get(donor, 0) / 400 - p) < 0.07, (donor, drawn, expected)
+
+
+def test_softmax_temperature_moves_from_copying_the_best_to_keeping_every_answer() -> None:
+    rewards = [4.0, 3.0, 2.0, 1.0, 0.0]
+
+    def kept_own(temperature: float) -> int:
+        kept = 0
+        for period in range(400):
+            beams = [beam(i, [i] * 4, rewards[i]) for i in range(5)]
+            state = state_with(beams, selection="softmax", selection_temperature=temperature)
+            state["period"] = period
+            kept += nodes.select_replace(state, RUNTIME)["beams"][4]["answer"] == [4] * 4
+        return kept
+
+    assert kept_own(0.05) == 0  # cold: the best is always copied
+    assert 50 < kept_own(100.0) < 110  # hot: uniform over five (80 of 400), itself included
+
+
+def test_softmax_never_draws_unscored_or_finished_donors() -> None:
+    beams = [beam(i, [i] * 4, float(10 - i)) for i in range(5)]
+    beams[0]["finished"] = True
+    beams[1]["reward"] = None
+    for period in range(50):
+        state = state_with(copy.deepcopy(beams), selection="softmax", survivors=1)
+        state["period"] = period
+        new = nodes.select_replace(state, RUNTIME)["beams"]
+        assert all(b["answer"][0] not in (0, 1) for b in new[1:])
+
+
+@pytest.mark.parametrize(("period", "replaces"), [(1, True), (2, True), (3, False), (5, False)])
+def test_no_replacement_past_the_horizon(period: int, replaces: bool) -> None:
+    """With m = 40 and a horizon of 120 tokens, periods ending at 40 and 80 tokens replace,
+    those at 120 and later do not (wins are still credited)."""
+    beams = [beam(i, [i] * 4, float(10 - i)) for i in range(5)]
+    state = state_with(beams, replacement_period=40, replacement_horizon=120)
+    state["period"] = period
+    out = nodes.select_replace(state, RUNTIME)
+    assert (out["beams"] != beams) is replaces
+    assert out["wins"] == [1.0, 1.0, 1.0, 0.0, 0.0]

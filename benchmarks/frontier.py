@@ -1,0 +1,297 @@
+"""Issue 18: mean steering reward against compute, per method, on a vLLM-served policy.
+
+Best-of-N for N = 1..32 costs one run: a pool of ``--pool`` samples per question, every
+smaller N the expected best of a random N-subset of it. ``sample_replace``,
+``mutate_best_of_n`` and ``darwin`` run at MC 1-3 and nb 1-2 (``--configs``). Every search is
+one JSON line (every candidate's reward: ``period_scores`` holds every beam at every period,
+and the last period of a cycle its final candidates) appended to a gzip store that is
+committed, so ``--report-only`` rebuilds the table, the plot and the last line anywhere:
+
+    python benchmarks/frontier.py --questions 8 --configs darwin:1:1:40 sample_replace:1:1:40
+    python benchmarks/frontier.py --report-only
+
+Compute axes per search: policy tokens generated, positions the policy computed (prefill +
+decode), answers the reward model scored, wall time (and the part of it inside the reward).
+Searches run ``--concurrency`` at once against one server; the default reward is scored
+in process under a lock (its fluency term memoised on the 64 tokens it reads, which changes
+no value, see ``MemoFluency``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from common import DEFAULT_QUESTIONS, REPO_ROOT, log
+
+sys.path.insert(0, str(REPO_ROOT))  # tests.servers: the project's vLLM launcher
+from frontier_report import report
+from quality_runs import pick_prompts
+
+STORE = REPO_ROOT / "benchmarks" / "results" / "frontier.jsonl.gz"
+#: method, MC, nb, m for each searched configuration (the issue's grid; m=80 for two).
+GRID = [
+    f"{method}:{mc}:{nb}:40"
+    for method in ("sample_replace", "mutate_best_of_n", "darwin")
+    for nb in (1, 2)
+    for mc in (1, 2, 3)
+] + ["darwin:1:1:80", "sample_replace:1:1:80"]
+#: Extra knobs a config name may carry after a fourth colon.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "": {},
+    "softmax": {"selection": "softmax", "selection_temperature": 0.5},
+    "noseed": {"seed_answer": False},
+    "until120": {"replacement_horizon": 120},
+}
+
+
+def parse_config(name: str) -> tuple[str, dict[str, Any]]:
+    """``method:MC:nb:m[:variant]`` -> (method, knobs)."""
+    parts = name.split(":")
+    if len(parts) not in (4, 5) or parts[0] not in ("sample_replace", "mutate_best_of_n", "darwin"):
+        raise SystemExit(f"bad config {name!r}: write method:MC:nb:m[:variant]")
+    variant = parts[4] if len(parts) == 5 else ""
+    if variant not in VARIANTS:
+        raise SystemExit(f"unknown variant {variant!r} in {name!r}; known: {sorted(VARIANTS)}")
+    mc, nb, m = (int(p) for p in parts[1:4])
+    knobs = {"iterations": mc, "beams_per_instruction": nb, "replacement_period": m}
+    return parts[0], {**knobs, **VARIANTS[variant]}
+
+
+def questions(count: int) -> list[dict[str, Any]]:
+    """The first ``count`` stratified MT-Bench questions (one per category in turn); even
+    positions form the tuning half, odd ones the held-out half."""
+    items = pick_prompts(DEFAULT_QUESTIONS, count, stratified=True)
+    return [{**q, "half": "tune" if i % 2 == 0 else "held_out"} for i, q in enumerate(items)]
+
+
+# -- the reward -----------------------------------------------------------------------------
+
+
+class TimedReward:
+    """The default reward behind a lock (one scorer at a time on a small CPU), timing the
+    seconds spent scoring per search thread."""
+
+    def __init__(self, reward: Any) -> None:
+        self.reward = reward
+        self.lock = threading.Lock()
+        self.local = threading.local()
+
+    def score(self, conversation: Any, answers: Any) -> list[float]:
+        with self.lock:
+            t0 = time.perf_counter()
+            out = self.reward.score(conversation, answers)
+            self.local.seconds = getattr(self.local, "seconds", 0.0) + time.perf_counter() - t0
+        return out
+
+    def take_seconds(self) -> float:
+        seconds = getattr(self.local, "seconds", 0.0)
+        self.local.seconds = 0.0
+        return seconds
+
+
+def build_reward() -> TimedReward:
+    """``default_reward()``, its fluency term memoised (see ``MemoFluency``)."""
+    from langchain_darwin.inprocess.default_reward import FluencyReward
+    from langchain_darwin.rewards import default_reward
+    from langchain_darwin.rewards.weighted import WeightedReward
+
+    class MemoFluency(FluencyReward):
+        """The fluency term reads an answer's first 64 tokens: once an answer is longer, its
+        value no longer changes, so a search that scores every period recomputes it for
+        nothing. Same values, keyed by the tokens it reads."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.memo: dict[tuple[str, tuple[int, ...]], float] = {}
+
+        def score(self, conversation: Any, answers: Any) -> list[float]:
+            from langchain_darwin.inprocess.models import load_policy
+
+            _, tokenizer = load_policy(self.policy)
+            convo = json.dumps(conversation, sort_keys=True)
+            keys = [
+                (convo, tuple(tokenizer.encode(a, add_special_tokens=False)[:64])) for a in answers
+            ]
+            todo = [i for i, k in enumerate(keys) if k not in self.memo]
+            fresh = super().score(conversation, [answers[i] for i in todo])
+            for i, value in zip(todo, fresh, strict=True):
+                self.memo[keys[i]] = value
+            return [self.memo[k] for k in keys]
+
+    reward = WeightedReward.of(default_reward())
+    terms = [(w, MemoFluency() if isinstance(r, FluencyReward) else r) for w, r in reward.terms]
+    return TimedReward(WeightedReward(terms))
+
+
+# -- searches -------------------------------------------------------------------------------
+
+
+def run_pool(
+    policy: Any, reward: TimedReward, q: dict[str, Any], args: Any, start: int = 0
+) -> dict[str, Any]:
+    """Best-of-N's pool: samples ``start`` .. ``args.pool - 1`` of the original question (a
+    larger ``--pool`` later adds samples; the report joins a question's records), each
+    scored once at the end, as Best-of-N is (not every period)."""
+    from langchain_darwin.policy.base import RowRequest, Sampling
+
+    conversation = [{"role": "user", "content": q["prompt"]}]
+    t0 = time.perf_counter()
+    prompt = policy.render(conversation)
+    rows = {f"s{i}": RowRequest(prompt, args.max_tokens) for i in range(start, args.pool)}
+    outcome = policy.extend(policy.new_session(), rows, Sampling(0.7, 40, args.seed + int(q["id"])))
+    answers = [policy.detokenize(outcome.rows[k].new_tokens) for k in rows]
+    rewards = reward.score(conversation, answers)
+    work = outcome.work.as_dict()
+    return {
+        "pool_start": start,
+        "rewards": [float(r) for r in rewards],
+        "tokens": [len(outcome.rows[k].new_tokens) + outcome.rows[k].ended for k in rows],
+        "ended": [outcome.rows[k].ended for k in rows],
+        "prefilled": work["prefilled"],
+        "decoded": work["decoded"],
+        "reward_s": round(reward.take_seconds(), 2),
+        "wall_s": round(time.perf_counter() - t0, 2),
+    }
+
+
+def run_search(
+    policy: Any, reward: TimedReward, q: dict[str, Any], name: str, args: Any
+) -> dict[str, Any]:
+    """One search through the graph, recorded with every beam's reward at every period."""
+    from langchain_darwin.baselines import METHODS
+    from langchain_darwin.config import DarwinConfig
+    from langchain_darwin.graph.builder import compiled_graph, recursion_limit
+    from langchain_darwin.graph.report import search_metadata, search_summary
+    from langchain_darwin.graph.state import DarwinContext
+    from langchain_darwin.usage import generated_tokens, prefilled_positions
+
+    method, knobs = parse_config(name)
+    config = DarwinConfig(
+        max_tokens=args.max_tokens, seed=args.seed + int(q["id"]), **METHODS[method], **knobs
+    )
+    context = DarwinContext(policy, reward, policy.new_session())  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    out = compiled_graph().invoke(
+        {"conversation": [{"role": "user", "content": q["prompt"]}], "config": config.model_dump()},
+        {"recursion_limit": recursion_limit(config)},
+        context=context,
+    )
+    wall = time.perf_counter() - t0
+    meta = search_metadata(out)
+    return {
+        "final_reward": out["final_reward"],
+        "seed_reward": meta["seed_reward"],
+        "winner": (meta["winner"] or {}).get("source"),
+        "answer_tokens": meta["answer_tokens"],
+        "answer_ended": bool(meta["answer_tokens"] < args.max_tokens),
+        "period_scores": meta["period_scores"],
+        "cycle_rewards": meta["cycle_rewards"],
+        "mutation_stats": meta["mutation_stats"],
+        "generated": generated_tokens(out["usage"]),
+        "prefilled": prefilled_positions(out["usage"]),
+        "reward_answers": out["usage"].get("reward", {}).get("answers", 0),
+        "usage": out["usage"],
+        "summary": search_summary(out),
+        "reward_s": round(reward.take_seconds(), 2),
+        "wall_s": round(wall, 2),
+    }
+
+
+def done_keys(store: Path) -> tuple[set[tuple[Any, str]], dict[Any, int]]:
+    """The (question, config) searches stored, and each question's pool size so far."""
+    if not store.exists():
+        return set(), {}
+    with gzip.open(store, "rt", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    pool: dict[Any, int] = {}
+    for r in rows:
+        if r["config"] == "bon":
+            pool[r["qid"]] = pool.get(r["qid"], 0) + len(r["rewards"])
+    return {(r["qid"], r["config"]) for r in rows if r["config"] != "bon"}, pool
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(args: argparse.Namespace) -> None:
+    from langchain_darwin.served.policy import ServedPolicy
+    from tests.servers import VLLMServer, policy_dir, start_servers
+
+    configs = ["bon", *args.configs]
+    for name in args.configs:
+        parse_config(name)  # a typo fails before the server starts
+    signal.signal(signal.SIGTERM, _interrupt)  # `timeout` stops the run: stop the server too
+    store, lock = Path(args.store), threading.Lock()
+    store.parent.mkdir(parents=True, exist_ok=True)
+    done, pooled = done_keys(store)
+    jobs = [
+        (q, c)
+        for q in questions(args.questions)
+        for c in configs
+        if (q["id"], c) not in done and (c != "bon" or pooled.get(q["id"], 0) < args.pool)
+    ]
+    log(f"{len(jobs)} searches to run ({len(done)} already in {store})")
+    if not jobs:
+        return
+    logs = REPO_ROOT / "benchmarks" / "out" / "frontier"
+    logs.mkdir(parents=True, exist_ok=True)
+    server = VLLMServer(policy_dir(), "smollm2", logs / "vllm.log")
+    start_servers(server)
+    try:
+        policy = ServedPolicy(server.base_url, server.model, timeout=600, max_concurrency=64)
+        reward = build_reward()
+
+        def one(q: dict[str, Any], name: str) -> str:
+            start = pooled.get(q["id"], 0)
+            body = run_pool(policy, reward, q, args, start) if name == "bon" else None
+            body = body or run_search(policy, reward, q, name, args)
+            row = {"qid": q["id"], "category": q["category"], "half": q["half"]}
+            row |= {"config": name, "max_tokens": args.max_tokens, "seed": args.seed, **body}
+            with lock, gzip.open(store, "at", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
+            return f"q{q['id']} {name}: {body['wall_s']} s (reward {body['reward_s']} s)"
+
+        pool = ThreadPoolExecutor(args.concurrency)
+        try:
+            for future in as_completed([pool.submit(one, q, c) for q, c in jobs]):
+                log(future.result())
+        finally:  # stopped (SIGTERM from `timeout`, ^C): searches in flight are dropped
+            pool.shutdown(wait=False, cancel_futures=True)
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, default=40, help="stratified MT-Bench count")
+    parser.add_argument("--configs", nargs="*", default=GRID, help="method:MC:nb:m[:variant]")
+    parser.add_argument("--pool", type=int, default=32, help="Best-of-N samples per question")
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=4, help="searches at once")
+    parser.add_argument("--store", default=str(STORE))
+    parser.add_argument("--report-only", action="store_true", help="rebuild from the store")
+    parser.add_argument("--plot", default=str(REPO_ROOT / "docs" / "img" / "frontier.png"))
+    args = parser.parse_args()
+    if not args.report_only:
+        try:
+            run(args)
+        except KeyboardInterrupt:
+            log("stopped; the records so far are kept (run again to resume)")
+            os._exit(1)  # worker threads blocked on the stopped server need not be joined
+    report(Path(args.store), Path(args.plot))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,360 @@
+"""The frontier's report, from the store alone: Best-of-N's curve from each question's pool,
+every searched configuration against it at equal generated tokens, the diagnostics of issue
+18 item 3 that the records allow, the plot, and the machine-readable last line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BOOT = 2000
+#: Budgets of the last line, in multiples of Best-of-5's beams (DARWIN MC x nb).
+MULTIPLES = (1, 2, 4)
+
+
+def load(store: Path) -> list[dict[str, Any]]:
+    if not store.exists():
+        raise SystemExit(f"no records at {store}: run benchmarks/frontier.py first")
+    with gzip.open(store, "rt", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    return join_pools(rows)
+
+
+def join_pools(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One Best-of-N pool per question: records of later, larger ``--pool`` runs join it."""
+    pools: dict[Any, dict[str, Any]] = {}
+    for r in sorted(
+        (r for r in rows if r["config"] == "bon"), key=lambda r: r.get("pool_start", 0)
+    ):
+        if r["qid"] not in pools:
+            pools[r["qid"]] = {**r, "rewards": list(r["rewards"]), "tokens": list(r["tokens"]),
+                               "ended": list(r["ended"])}  # fmt: skip
+            continue
+        pool = pools[r["qid"]]
+        for key in ("rewards", "tokens", "ended"):
+            pool[key] += r[key]
+        for key in ("prefilled", "decoded", "wall_s", "reward_s"):
+            pool[key] += r[key]
+    return [r for r in rows if r["config"] != "bon"] + list(pools.values())
+
+
+def mean_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
+    """Mean and 95% percentile-bootstrap interval over questions."""
+    data = np.asarray(values, dtype=float)
+    if data.size < 2:
+        m = float(data.mean()) if data.size else math.nan
+        return m, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(BOOT, data.size))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(data.mean()), float(lo), float(hi)
+
+
+# -- Best-of-N from the pool ------------------------------------------------------------------
+
+
+def expected_best(rewards: Sequence[float], n: int) -> float:
+    """E[max] over a uniformly random n-subset of the pool (exact: order statistics)."""
+    v = sorted(rewards)
+    size = len(v)
+    total = math.comb(size, n)
+    return sum(v[i] * math.comb(i, n - 1) for i in range(n - 1, size)) / total
+
+
+def bon_curve(pool: dict[str, Any]) -> list[dict[str, float]]:
+    """Best-of-N for N = 1..pool: expected best reward and its expected compute."""
+    size = len(pool["rewards"])
+    per = {
+        "generated": statistics.fmean(pool["tokens"]),
+        "positions": (pool["prefilled"] + pool["decoded"]) / size,
+        "reward_answers": 1.0,
+        "wall_s": pool["wall_s"] / size,
+    }
+    return [
+        {"n": n, "reward": expected_best(pool["rewards"], n), **{k: n * v for k, v in per.items()}}
+        for n in range(1, size + 1)
+    ]
+
+
+def bon_at(curve: list[dict[str, float]], tokens: float) -> tuple[float, bool]:
+    """Best-of-N's reward at ``tokens`` generated tokens, linear between integer N; past the
+    pool it is clamped at the largest N (second value True: the comparison favours the
+    search)."""
+    if tokens <= curve[0]["generated"]:
+        return curve[0]["reward"], False
+    for a, b in zip(curve, curve[1:], strict=False):
+        if tokens <= b["generated"]:
+            w = (tokens - a["generated"]) / (b["generated"] - a["generated"])
+            return a["reward"] + w * (b["reward"] - a["reward"]), False
+    return curve[-1]["reward"], True
+
+
+# -- configurations ---------------------------------------------------------------------------
+
+
+def family(config: str) -> str:
+    """A curve of the plot: the config without its MC, spelled out."""
+    method, _, nb, m, *variant = config.split(":")
+    return f"{method} nb={nb} m={m}" + (f" {variant[0]}" if variant else "")
+
+
+def beams_multiple(config: str) -> int:
+    _, mc, nb, *_ = config.split(":")
+    return int(mc) * int(nb)
+
+
+def config_rows(records: list[dict[str, Any]], half: str | None) -> list[dict[str, Any]]:
+    """Per searched configuration: reward, compute, and the paired difference to
+    Best-of-N at the same question's generated tokens."""
+    pools = {r["qid"]: r for r in records if r["config"] == "bon"}
+    curves = {q: bon_curve(p) for q, p in pools.items()}
+    by_config: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r["config"] != "bon" and r["qid"] in pools and (half is None or r["half"] == half):
+            by_config[r["config"]].append(r)
+    rows = []
+    for config, rs in sorted(by_config.items()):
+        diffs, clamped = [], 0
+        for r in rs:
+            ref, out = bon_at(curves[r["qid"]], r["generated"])
+            diffs.append(r["final_reward"] - ref)
+            clamped += out
+        rows.append(
+            {
+                "config": config,
+                "n": len(rs),
+                "reward": mean_ci([r["final_reward"] for r in rs]),
+                "diff": mean_ci(diffs),
+                "clamped": clamped,
+                "generated": statistics.fmean(r["generated"] for r in rs),
+                "positions": statistics.fmean(r["prefilled"] + r["generated"] for r in rs),
+                "reward_answers": statistics.fmean(r["reward_answers"] for r in rs),
+                "wall_s": statistics.fmean(r["wall_s"] for r in rs),
+                "reward_share": sum(r["reward_s"] for r in rs) / sum(r["wall_s"] for r in rs),
+                "seed_wins": sum(r["winner"] == "seed" for r in rs) / len(rs),
+                "ended": sum(r["answer_ended"] for r in rs) / len(rs),
+            }
+        )
+    return rows
+
+
+def bon_rows(records: list[dict[str, Any]], half: str | None, ns: Sequence[int]) -> list[str]:
+    """Best-of-N rows from the pools; "ended on EOS" is the share of the pool's samples."""
+    pools = [r for r in records if r["config"] == "bon" and (half is None or r["half"] == half)]
+    if not pools:
+        return []
+    curves = [bon_curve(p) for p in pools]
+    ended = statistics.fmean(sum(p["ended"]) / len(p["ended"]) for p in pools)
+    lines = []
+    for n in ns:
+        if n > min(len(c) for c in curves):
+            continue
+        pts = [c[n - 1] for c in curves]
+        gen, pos, wall = (
+            statistics.fmean(p[k] for p in pts) for k in ("generated", "positions", "wall_s")
+        )
+        lines.append(
+            f"| Best-of-{n} (pool) | {len(pts)} | {_fmt(mean_ci([p['reward'] for p in pts]))} | — "
+            f"| {gen:.0f} "
+            f"| {pos:.0f} | {n} | {wall:.1f} | — | — | {ended:.2f} (samples) |"
+        )
+    return lines
+
+
+def _fmt(ci: tuple[float, float, float]) -> str:
+    m, lo, hi = ci
+    if math.isnan(lo):
+        return f"{m:.3f}"
+    return f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def table(records: list[dict[str, Any]], half: str | None) -> list[str]:
+    lines = [
+        "| method (method:MC:nb:m) | n | steering reward | minus Best-of-N at equal tokens "
+        "| generated tokens | positions computed | answers scored | wall s | reward share "
+        "of time | winner = seed answer | winner ended on EOS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += bon_rows(records, half, (1, 2, 4, 5, 8, 10, 16, 20, 32))
+    for row in config_rows(records, half):
+        clamp = f" ({row['clamped']} past the pool)" if row["clamped"] else ""
+        lines.append(
+            f"| {row['config']} | {row['n']} | {_fmt(row['reward'])} | {_fmt(row['diff'])}{clamp} "
+            f"| {row['generated']:.0f} | {row['positions']:.0f} | {row['reward_answers']:.0f} "
+            f"| {row['wall_s']:.1f} | {row['reward_share']:.2f} | {row['seed_wins']:.2f} "
+            f"| {row['ended']:.2f} |"
+        )
+    return lines
+
+
+def last_line(records: list[dict[str, Any]]) -> str:
+    """``frontier n=Q darwin_minus_bon@1x=.. @2x=.. @4x=.. lo@..``: DARWIN (default knobs,
+    m=40) at 1x, 2x, 4x Best-of-5's beams (nb=1 preferred), minus Best-of-N interpolated at
+    DARWIN's own generated tokens per question; ``lo`` the interval's lower bound; ``n`` the
+    fewest questions behind any of them."""
+    rows = {r["config"]: r for r in config_rows(records, None)}
+    counts = []  # n: the fewest questions behind any of the three (a capped run may differ)
+    diffs, los = [], []
+    for k in MULTIPLES:
+        names = [
+            c
+            for c in rows
+            if c.startswith("darwin:") and c.endswith(":40") and beams_multiple(c) == k
+        ]
+        names.sort(key=lambda c: int(c.split(":")[2]))  # nb=1 first
+        if names:
+            m, lo, _ = rows[names[0]]["diff"]
+            counts.append(rows[names[0]]["n"])
+            diffs.append(f"darwin_minus_bon@{k}x={m:.4f}")
+            los.append(f"lo@{k}x={lo:.4f}")
+        else:
+            diffs.append(f"darwin_minus_bon@{k}x=na")
+            los.append(f"lo@{k}x=na")
+    return f"frontier n={min(counts, default=0)} " + " ".join(diffs + los)
+
+
+# -- diagnostics (issue 18 item 3) --------------------------------------------------------------
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2
+        i = j + 1
+    return ranks
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    ra, rb = _ranks(a), _ranks(b)
+    if len(set(ra)) < 2 or len(set(rb)) < 2:
+        return None
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def partial_vs_final(records: list[dict[str, Any]]) -> list[str]:
+    """(a) Spearman of each beam's reward after period p with its final reward, on searches
+    without replacement (a slot keeps its own answer, so its partial and final rewards are
+    the same answer's)."""
+    per_period: dict[int, list[float]] = defaultdict(list)
+    for r in records:
+        if not r["config"].startswith("mutate_best_of_n"):
+            continue
+        for cycle in r["period_scores"]:
+            final = cycle[-1]
+            for p, rewards in enumerate(cycle[:-1]):
+                rho = spearman(rewards, final)
+                if rho is not None:
+                    per_period[p + 1].append(rho)
+    if not per_period:
+        return ["(a) no run without replacement (mutate_best_of_n) in the records"]
+    m = records[0].get("max_tokens")
+    lines = [f"(a) Spearman of partial vs final reward, beams of mutate_best_of_n ({m} tokens):"]
+    for p, rhos in sorted(per_period.items()):
+        lines.append(f"    after period {p}: {_fmt(mean_ci(rhos))} over {len(rhos)} cycles")
+    return lines
+
+
+def distinct_finals(records: list[dict[str, Any]]) -> list[str]:
+    """Share of a cycle's final beams whose reward no other final beam of that cycle has:
+    a copy the reward cannot tell from its donor is a beam spent twice on one candidate."""
+    shares: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        if r["config"] == "bon":
+            continue
+        for cycle in r["period_scores"]:
+            final = [round(x, 9) for x in cycle[-1] if x is not None]
+            if final:
+                shares[r["config"]].append(sum(final.count(x) == 1 for x in final) / len(final))
+    lines = [
+        "(b') final beams with a reward no other beam of their cycle has (distinct candidates):"
+    ]
+    for config, values in sorted(shares.items()):
+        lines.append(f"    {config}: {_fmt(mean_ci(values))} over {len(values)} cycles")
+    return lines
+
+
+def mutation_stats(records: list[dict[str, Any]]) -> list[str]:
+    """(c) share of real rewrites, and the winner's instruction kind."""
+    rewrites = sum(r["mutation_stats"]["rewrites"] for r in records if "mutation_stats" in r)
+    fallbacks = sum(r["mutation_stats"]["fallbacks"] for r in records if "mutation_stats" in r)
+    kinds: dict[str, int] = defaultdict(int)
+    for r in records:
+        if r["config"].startswith("darwin:") or r["config"].startswith("mutate"):
+            kinds[(r.get("summary") or {}).get("kind") or "none"] += 1
+    lines = []
+    if rewrites + fallbacks:
+        lines.append(
+            f"(c) real rewrites {rewrites}/{rewrites + fallbacks} "
+            f"({rewrites / (rewrites + fallbacks):.0%}); winners by kind (mutating methods): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+        )
+    return lines
+
+
+def plot(records: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    curves = [bon_curve(r) for r in records if r["config"] == "bon"]
+    if curves:
+        size = min(len(c) for c in curves)
+        x = [statistics.fmean(c[n]["generated"] for c in curves) for n in range(size)]
+        cis = [mean_ci([c[n]["reward"] for c in curves]) for n in range(size)]
+        ax.plot(x, [c[0] for c in cis], "k-", label=f"Best-of-N (N=1..{size}, pool subsets)")
+        ax.fill_between(x, [c[1] for c in cis], [c[2] for c in cis], color="k", alpha=0.12)
+    rows = config_rows(records, None)
+    fams: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        fams[family(row["config"])].append(row)
+    for fam, pts in sorted(fams.items()):
+        pts.sort(key=lambda r: r["generated"])
+        y = [p["reward"][0] for p in pts]
+        err = [
+            [p["reward"][0] - p["reward"][1] for p in pts],
+            [p["reward"][2] - p["reward"][0] for p in pts],
+        ]
+        err = [[0 if math.isnan(e) else e for e in side] for side in err]
+        ax.errorbar([p["generated"] for p in pts], y, yerr=err, fmt="o-", capsize=3, label=fam)
+    ax.set_xscale("log")
+    ax.set_xlabel("policy tokens generated per question (log)")
+    ax.set_ylabel("steering reward (mean, 95% CI over questions)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(store: Path, plot_path: Path) -> None:
+    records = load(store)
+    halves = sorted({r["half"] for r in records})
+    print(f"## All questions (n={len({r['qid'] for r in records})})")
+    print("\n".join(table(records, None)))
+    for half in halves:
+        print(f"\n## {half} half (n={len({r['qid'] for r in records if r['half'] == half})})")
+        print("\n".join(table(records, half)))
+    print()
+    print("\n".join(partial_vs_final(records)))
+    print("\n".join(distinct_finals(records)))
+    print("\n".join(mutation_stats(records)))
+    plot(records, plot_path)
+    print(f"plot: {plot_path}")
+    print(last_line(records))
