@@ -33,7 +33,7 @@ from typing import Any
 
 from common import REPO_ROOT, log
 
-from langchain_darwin.cli import DEMO
+from langchain_darwin.cli.run import DEMO
 
 DEMO_PROMPT = "How do I boil an egg?"
 MIN_WORDS = 25

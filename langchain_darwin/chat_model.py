@@ -64,44 +64,194 @@ TOOL_ARGS = frozenset({"tools", "tool_choice", "validity_weight"})
 
 
 class DarwinChatModel(BaseChatModel):
-    """Answers steered toward what a reward model prefers, by DARWIN decoding-time search.
+    r"""Chat model whose answers come out of a DARWIN search: mutated instructions explore,
+    a reward model steers beams every replacement period, and the best answer found is the
+    reply.
 
-    ``model`` is the policy (a local path, a hub id already in the local cache, or
-    ``"default"``: the embedded SmolLM2-135M-Instruct). With ``base_url`` (a vLLM server's
-    OpenAI-compatible API, ``http://host:port/v1``) the search runs on the server instead and
-    ``model`` is the name it serves; ``api_key``, ``timeout`` (seconds per request) and
-    ``max_retries`` (per request, on timeouts, connection errors and 5xx) apply to it.
-    ``reward_model`` is a path or hub id
-    of a sequence-classifier reward model, a :class:`RewardModel`, a callable
-    ``(conversation, answer) -> float``, a list of ``(weight, reward)`` pairs, or None for the
-    offline default proxy reward. Every knob of :class:`DarwinConfig` may be given here, as
-    ``config=DarwinConfig(...)``, or per call (``invoke(..., replacement_period=80)``), and
-    so may ``model`` (``invoke(..., model="/path/to/other")``).
-    Weights load lazily, on the first call, once per process.
+    .. dropdown:: Setup
+        :open:
 
-    ``temperature=0`` decodes greedily; ``stop`` strings end answers; ``max_tokens`` caps
-    answer tokens per beam; ``max_time`` is a time budget for the whole search.
+        Install ``langchain-darwin``. The default policy (SmolLM2-135M-Instruct) and the
+        offline default reward ship with the package: nothing is downloaded. Any other policy
+        or reward model is a local folder, a hub id already in the local Hugging Face cache,
+        or a model a vLLM server serves.
 
-    ``bind_tools(tools, tool_choice=...)`` and ``with_structured_output(schema)`` describe the
-    tools in the system prompt and add ``validity_weight * ToolCallValidity`` to the reward, so
-    answers that are valid calls win; a winning valid call comes back as ``tool_calls``.
+        .. code-block:: bash
+
+            pip install -U langchain-darwin
+
+    Key init args — the search (every :class:`DarwinConfig` knob is also an init arg):
+        iterations: int
+            Mutation cycles (the paper's MC); 0 is plain sampling.
+        replacement_period: int
+            Tokens between two reward-guided replacements of the weakest beams.
+        max_tokens: int
+            Answer tokens per beam.
+        temperature: float
+            Sampling temperature; 0 decodes greedily.
+
+    Key init args — the machines:
+        model: str
+            The policy: ``"default"``, a folder, a cached hub id, or with ``base_url`` the
+            name a vLLM server serves.
+        reward_model: Any
+            What steers the search; None is the offline default proxy reward.
+        base_url: str | None
+            A vLLM server's OpenAI-compatible API; None runs the policy in this process.
+
+    See the fields below for the rest (``device``, ``dtype``, ``api_key``, ``timeout``,
+    ``max_retries``, ``validity_weight``).
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_darwin import DarwinChatModel
+
+            llm = DarwinChatModel(
+                model="default",  # the embedded SmolLM2-135M-Instruct
+                max_tokens=128,
+                replacement_period=32,
+                seed=0,
+                # reward_model="path/to/a/sequence-classifier", other knobs ...
+            )
+
+    Invoke:
+        .. code-block:: python
+
+            messages = [
+                ("system", "You are a patient cooking teacher."),
+                ("human", "How do I boil an egg?"),
+            ]
+            msg = llm.invoke(messages)
+            msg.content  # the best answer the search found
+            msg.response_metadata["darwin"]["final_reward"]  # its reward
+            msg.response_metadata["darwin"]["seed_reward"]  # the plain sample's, to compare
+
+        .. code-block:: python
+
+            AIMessage(
+                content="...",
+                response_metadata={
+                    "model_name": "default",
+                    "model_provider": "darwin",
+                    "finish_reason": "stop",  # "length" at max_tokens, "tool_calls"
+                    "darwin": {"final_reward": ..., "seed_reward": ..., "winner": {...},
+                               "cycle_rewards": [...], "mutated_instructions": [...],
+                               "archive": [...], "usage": {...}, "config": {...}, ...},
+                },
+                usage_metadata={"input_tokens": ..., "output_tokens": ..., "total_tokens": ...},
+            )
+
+        Knobs and the policy may change per call:
+
+        .. code-block:: python
+
+            llm.invoke("Write a haiku about rain", iterations=2, max_tokens=64)
+
+    Stream:
+        The answer exists only when the search ends, so a stream yields it in word-sized
+        chunks after the search; the search's progress comes as custom events
+        (``darwin_mutate``, ``darwin_decode_chunk``, ``darwin_score``,
+        ``darwin_select_replace``, ``darwin_update_archive``) to ``astream_events`` and to a
+        LangGraph ``custom`` stream.
+
+        .. code-block:: python
+
+            for chunk in llm.stream("How do I boil an egg?"):
+                print(chunk.text, end="")
+
+        .. code-block:: python
+
+            async for event in llm.astream_events("How do I boil an egg?", version="v2"):
+                if event["event"] == "on_custom_event":
+                    print(event["name"], event["data"])  # e.g. darwin_score {...}
+
+    Async:
+        .. code-block:: python
+
+            await llm.ainvoke("How do I boil an egg?")
+            await llm.abatch(["How do I boil an egg?", "Name three herbs"])
+
+        Cancelling the task stops the search at its next token.
+
+    Tool calling:
+        The tools are described in the system prompt and ``validity_weight`` times a
+        tool-call validity term joins the reward, so answers that are valid calls win; a
+        winning valid call comes back as ``tool_calls``.
+
+        .. code-block:: python
+
+            from pydantic import BaseModel, Field
+
+            class Multiply(BaseModel):
+                a: int = Field(..., description="First integer")
+                b: int = Field(..., description="Second integer")
+
+            llm_with_tools = llm.bind_tools([Multiply], tool_choice="Multiply")
+            msg = llm_with_tools.invoke("What is 45 * 67?")
+            msg.tool_calls  # [{"name": "Multiply", "args": {...}, "id": ..., ...}] if valid
+            msg.response_metadata["darwin"]["tools"]  # offered, required, valid_call
+
+        ``with_structured_output(Multiply)`` works the same way.
+
+    Served:
+        The policy and the reward model can each run on a vLLM server (prefix caching does
+        the KV reuse there; this process holds no weights):
+
+        .. code-block:: bash
+
+            vllm serve HuggingFaceTB/SmolLM2-360M-Instruct --port 8000
+            vllm serve Skywork/Skywork-Reward-V2-Llama-3.1-8B --runner pooling --port 8001
+
+        .. code-block:: python
+
+            from langchain_darwin.rewards import ServedReward
+
+            llm = DarwinChatModel(
+                model="HuggingFaceTB/SmolLM2-360M-Instruct",  # the name the server serves
+                base_url="http://127.0.0.1:8000/v1",
+                reward_model=ServedReward(
+                    "http://127.0.0.1:8001/v1", "Skywork/Skywork-Reward-V2-Llama-3.1-8B"
+                ),
+                timeout=120,
+                max_retries=2,
+            )
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
 
     model: str = DEFAULT_MODEL
+    """The policy. In process: ``"default"`` (the embedded SmolLM2-135M-Instruct), a local
+    folder or a hub id already in the local cache (nothing is downloaded). With ``base_url``:
+    the name the server serves it under. Per call: ``invoke(..., model="other")``."""
     reward_model: Any = None
+    """What the search maximises: None for the offline default proxy reward
+    (:func:`~langchain_darwin.rewards.default_reward`), a folder or cached hub id of a
+    sequence-classifier reward model, a :class:`~langchain_darwin.rewards.RewardModel`
+    (e.g. ``ServedReward``, ``ChatModelJudge``), a callable ``(conversation, answer) ->
+    float``, or a list of ``(weight, reward)`` pairs. Loaded and checked before the first
+    token of the first search."""
     config: DarwinConfig = Field(default_factory=DarwinConfig)
+    """Every knob of the method; knobs given as init args (``max_tokens=128``) are merged in,
+    and a call's knobs (``invoke(..., iterations=2)``) win over these for that call."""
     validity_weight: float = 1.0
     """Weight of the tool-call validity term (1 for a valid call) added to the reward when
     tools are bound; also a per-call argument."""
     device: str | None = None
+    """Torch device of an in-process policy (``"cpu"``, ``"cuda"``, ``"cuda:1"``); None:
+    CUDA when there is one, else CPU. Must stay None with ``base_url``."""
     dtype: str | None = None
+    """Torch dtype of an in-process policy (``"float32"``, ``"bfloat16"``); None: bfloat16
+    on a GPU that supports it, else float32. Must stay None with ``base_url``."""
     base_url: str | None = None
     """A vLLM server's OpenAI-compatible API (``http://host:port/v1``); None: in process."""
     api_key: SecretStr | None = None
+    """Bearer key of the policy server at ``base_url``; None sends none."""
     timeout: float | None = None
+    """Seconds one request to the policy server may take; None: 300."""
     max_retries: int | None = None
+    """Retries of a request to the policy server that timed out, could not connect or got a
+    5xx (with exponential backoff; a 4xx is not retried); None: 2."""
     streaming: bool = False
     """Accepted for compatibility; the answer exists only once the search ends."""
 

@@ -18,29 +18,28 @@ also writes the finished rows as one JSON list, the form ``alpaca_eval --model_o
 Runs resume: every row is appended, flushed and fsynced as soon as it is done, a rerun skips the
 rows already in the output, and a last line cut short by a crash is dropped and redone. Each
 row's seed is ``--seed + index``, so a resumed run writes what an uninterrupted one would.
+
+``concurrency`` rows run at once, each its own search on the shared engine (a served engine
+takes them as concurrent requests; the in-process one interleaves them on its threads). Rows
+are still written in input order: a finished row waits for the rows before it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from langchain_darwin.baselines import METHODS, method_knobs
-from langchain_darwin.cli_args import (
-    add_knob_arguments,
-    add_model_arguments,
-    chat_fields,
-    knobs_from,
-)
-from langchain_darwin.graph.report import plain_json
-from langchain_darwin.policy.base import EngineError
-from langchain_darwin.rewards.base import RewardError
+from langchain_darwin.config import DEFAULT_MODEL, DarwinConfig
+from langchain_darwin.engines import EngineSpec
+from langchain_darwin.graph.report import plain_json, search_metadata
+from langchain_darwin.search import PreparedSearch, SearchService
 
 #: Input fields that never pass through to the output record.
 _DROPPED = frozenset(
@@ -174,194 +173,169 @@ def generator_name(model: str, method: str, budget: int | None) -> str:
     return f"{name}-{method}" + (f"-n{budget}" if budget is not None else "")
 
 
+def pending_rows(prompts: list[dict[str, Any]], out: Path, generator: str) -> list[int]:
+    """The input rows ``out`` does not hold yet, after repairing a torn last line and checking
+    that the rows it holds belong to this input and generator."""
+    done = scan_output(out)
+    _check_matches(done, prompts, out, generator)
+    finished = {r["index"] for r in done}
+    return [i for i in range(len(prompts)) if i not in finished]
+
+
+class RowSearches:
+    """Answers input rows, one DARWIN search per row on ``service``, from any number of
+    threads at once; :meth:`cancel` stops every search still running at its next token."""
+
+    def __init__(
+        self,
+        prompts: list[dict[str, Any]],
+        service: SearchService,
+        config: DarwinConfig,
+        *,
+        method: str,
+        generator: str,
+        seed: int | None,
+    ) -> None:
+        self.prompts, self.service, self.config = prompts, service, config
+        self.method, self.generator, self.seed = method, generator, seed
+        self._running: dict[int, PreparedSearch] = {}  # by id: searches are not hashable
+        self._lock = threading.Lock()
+        self._cancelled = False
+
+    def __call__(self, index: int) -> dict[str, Any]:
+        """The output record of row ``index`` (its seed is ``seed + index``)."""
+        prompt, started = self.prompts[index], time.perf_counter()
+        row_seed = None if self.seed is None else self.seed + index
+        conversation = [{"role": "user", "content": prompt["instruction"]}]
+        search = self.service.prepare(conversation, self.config.merged(seed=row_seed))
+        with self._lock:
+            if self._cancelled:
+                search.cancel()
+            self._running[id(search)] = search
+        try:
+            state = self.service.run(search)
+        finally:
+            with self._lock:
+                del self._running[id(search)]
+        return {
+            "instruction": prompt["instruction"],
+            "output": state["answer"],
+            "generator": self.generator,
+            **prompt["extra"],
+            "index": index,
+            "method": self.method,
+            "reward": state["final_reward"],
+            "seed_answer": state["seed_answer"],
+            "seed_reward": state["seed"]["reward"],
+            "seconds": round(time.perf_counter() - started, 3),
+            "darwin": search_metadata(state),
+        }
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            for search in self._running.values():
+                search.cancel()
+
+
+def in_input_order(
+    rows: Sequence[int], answer: Callable[[int], dict[str, Any]], concurrency: int = 1
+) -> Iterator[dict[str, Any]]:
+    """``answer(row)`` for every row, ``concurrency`` at a time, yielded in the order of
+    ``rows``. Leaving early (an error, Ctrl-C, the caller stopping) cancels the rows not yet
+    started and stops the running ones if ``answer`` has a ``cancel()``."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="darwin-generate") as pool:
+        futures = [pool.submit(answer, row) for row in rows]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+            cancel = getattr(answer, "cancel", None)
+            if cancel is not None:
+                cancel()
+
+
 def generate(
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
     *,
     method: str = "darwin",
     budget: int | None = None,
-    model: str = "default",
+    model: str | None = None,
     reward_model: Any = None,
-    chat: dict[str, Any] | None = None,
+    engine: dict[str, Any] | None = None,
+    service: SearchService | None = None,
     seed: int | None = 0,
     limit: int | None = None,
     generator: str | None = None,
     export_json: str | os.PathLike[str] | None = None,
     progress: bool = True,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    concurrency: int = 1,
     **knobs: Any,
 ) -> dict[str, Any]:
     """Answer every prompt of ``input_path`` with ``method`` at ``budget`` (see
-    :mod:`langchain_darwin.baselines`) and append AlpacaEval-compatible records to
-    ``output_path``, skipping rows already there. ``chat`` holds further DarwinChatModel
-    fields (``base_url``, ``api_key``, ``device``...). ``knobs`` are DarwinConfig knobs
-    (``max_tokens``, ``replacement_period``, ``iterations``...) and win over the method's.
+    :mod:`langchain_darwin.baselines`), ``concurrency`` rows at once, and append
+    AlpacaEval-compatible records to ``output_path`` in input order, skipping rows already
+    there. The searches run on ``service``, or on one made of ``model`` (the policy, default
+    "default"), ``reward_model`` and ``engine`` (further :class:`EngineSpec` fields:
+    ``base_url``, ``api_key``, ``device``...). ``knobs`` are DarwinConfig knobs
+    (``max_tokens``, ``iterations``...) and win over the method's.
     Returns ``{"total", "skipped", "written", "output", "seconds"}``."""
-    from langchain_core.messages import HumanMessage
     from tqdm.auto import tqdm
-
-    from langchain_darwin.chat_model import DarwinChatModel
-    from langchain_darwin.graph.report import search_metadata
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
-    prompts = read_prompts(input_path)
-    if limit is not None:
-        prompts = prompts[:limit]
-    out = Path(output_path)
-    name = generator or generator_name(model, method, budget)
-    done = scan_output(out)
-    _check_matches(done, prompts, out, name)
-    finished = {r["index"] for r in done}
-    todo = [i for i in range(len(prompts)) if i not in finished]
-    call_knobs = method_knobs(method, None if method == "sample" else budget, **knobs)
-    llm = DarwinChatModel(**{**(chat or {}), "model": model, "reward_model": reward_model})
-    llm.config.merged(**call_knobs)  # fail on bad knobs before the first row
-    started = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(
-        total=len(prompts),
-        initial=len(prompts) - len(todo),
-        desc=f"{method}",
-        unit="prompt",
-        disable=not progress,
-        file=sys.stderr,
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    if service is not None and (model is not None or reward_model is not None or engine):
+        raise ValueError("give either service= or model=/reward_model=/engine=, not both")
+    service = service or _service(model, reward_model, engine)
+    config = DarwinConfig().merged(  # bad knobs fail before the first row
+        **method_knobs(method, None if method == "sample" else budget, **knobs)
     )
-    written = 0
+    prompts = read_prompts(input_path)[:limit]
+    out, name = Path(output_path), generator or generator_name(service.model, method, budget)
+    todo = pending_rows(prompts, out, name)
+    service.ready()  # a policy or reward that cannot load fails before the first row
+    searches = RowSearches(prompts, service, config, method=method, generator=name, seed=seed)
+    started, written = time.perf_counter(), 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = len(prompts) - len(todo)
+    bar = tqdm(total=len(prompts), initial=done, desc=method, unit="prompt", disable=not progress)
     try:
         with out.open("a", encoding="utf-8") as fh:
-            for index in todo:
-                prompt = prompts[index]
-                row_seed = None if seed is None else seed + index
-                t0 = time.perf_counter()
-                search = llm.prepare_search(
-                    [HumanMessage(prompt["instruction"])], seed=row_seed, **call_knobs
-                )
-                state = llm.search_service.run(search)
-                meta = search_metadata(state)
-                record = {
-                    "instruction": prompt["instruction"],
-                    "output": state["answer"],
-                    "generator": name,
-                    **prompt["extra"],
-                    "index": index,
-                    "method": method,
-                    "reward": state["final_reward"],
-                    "seed_answer": state["seed_answer"],
-                    "seed_reward": state["seed"]["reward"],
-                    "seconds": round(time.perf_counter() - t0, 3),
-                    "darwin": meta,
-                }
+            for record in in_input_order(todo, searches, concurrency):
                 append_record(fh, record)
                 written += 1
                 if on_row is not None:
                     on_row(record)
-                bar.set_postfix(reward=f"{state['final_reward']:.3f}")
+                bar.set_postfix(reward=f"{record['reward']:.3f}")
                 bar.update(1)
     finally:
         bar.close()
     if export_json is not None:
-        records = sorted(scan_output(out), key=lambda r: r["index"])
-        Path(export_json).write_text(
-            json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
-        )
+        export(out, export_json)
     return {
         "total": len(prompts),
-        "skipped": len(prompts) - len(todo),
+        "skipped": done,
         "written": written,
         "output": str(out),
         "seconds": round(time.perf_counter() - started, 3),
     }
 
 
-# -- command line ------------------------------------------------------------------------------
-
-#: ``--seed`` is generate's own: row i runs with seed + i.
-ROW_SEEDED = frozenset({"seed"})
+def _service(model: str | None, reward_model: Any, engine: dict[str, Any] | None) -> SearchService:
+    return SearchService(EngineSpec(model=model or DEFAULT_MODEL, **(engine or {})), reward_model)
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add ``darwin generate``'s arguments to ``parser``."""
-    parser.add_argument("--input", "-i", required=True, type=Path, help="prompts file")
-    parser.add_argument("--output", "-o", required=True, type=Path, help="JSONL to append to")
-    parser.add_argument(
-        "--method",
-        choices=list(METHODS),
-        default="darwin",
-        help="darwin or a baseline run by the same graph (default: %(default)s)",
+def export(output_path: str | os.PathLike[str], json_path: str | os.PathLike[str]) -> None:
+    """Write the rows of ``output_path`` as one JSON list (``alpaca_eval --model_outputs``)."""
+    records = sorted(scan_output(output_path), key=lambda r: r["index"])
+    Path(json_path).write_text(
+        json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
     )
-    parser.add_argument(
-        "--budget",
-        type=int,
-        help="candidate answers besides the seed answer, matched across methods (5, 10, 15: "
-        "DARWIN MC=1/2/3 vs Best-of-N N=5/10/15); default: the method's knobs as they are",
-    )
-    add_model_arguments(parser)
-    add_knob_arguments(parser, skip=ROW_SEEDED)
-    parser.add_argument(
-        "--seed", type=int, default=0, help="row i uses seed + i (default: %(default)s)"
-    )
-    parser.add_argument("--limit", type=int, help="only the first N prompts")
-    parser.add_argument("--generator", help="the records' generator name")
-    parser.add_argument("--export-json", type=Path, help="also write all rows as a JSON list")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    return parser
-
-
-def add_generate_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``generate`` on an ``add_subparsers()`` object; the subcommand's function is
-    in ``set_defaults(func=...)``: ``args.func(args)`` runs it and returns an exit code."""
-    parser = subparsers.add_parser(
-        "generate",
-        help="answer a dataset (JSONL / MT-Bench / AlpacaEval JSON) into AlpacaEval records",
-        description=__doc__.split("\n\n")[0],
-    )
-    configure_parser(parser)
-    parser.set_defaults(func=run_args)
-    return parser
-
-
-def run_args(args: argparse.Namespace) -> int:
-    knobs = knobs_from(args, skip=ROW_SEEDED)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
-        fields = chat_fields(args)
-        fields.pop("model")
-        summary = generate(
-            args.input,
-            args.output,
-            method=args.method,
-            budget=args.budget,
-            model=args.model,
-            reward_model=fields.pop("reward_model", None),
-            chat=fields,
-            seed=args.seed,
-            limit=args.limit,
-            generator=args.generator,
-            export_json=args.export_json,
-            progress=not args.quiet,
-            **knobs,
-        )
-    except (ResumeError, ValueError, FileNotFoundError, EngineError, RewardError) as err:
-        print(f"darwin generate: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    print(json.dumps(summary))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``darwin generate ...`` as a function: ``main(["--input", ..., "--output", ...])``."""
-    parser = configure_parser(
-        argparse.ArgumentParser(prog="darwin generate", description=__doc__.split("\n\n")[0])
-    )
-    return run_args(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,15 +3,15 @@ a trained reward model. It exists so DARWIN runs with no download; for real alig
 trained reward model (``reward_model="org/some-reward-model"``) or a chat model as a judge.
 
 ``default_reward()`` = 1.5 * relevance + 0.5 * tone + substance + 0.3 * fluency + echo. Each
-term catches one way a non-answer beat a real answer under the old default
-(relevance + 0.5 * VADER compound; issue 13, benchmarks/reward_devset.py, docs/quality.md):
+term catches one way a non-answer can outscore a real answer under relevance and sentiment alone
+(measured on the reward development set: benchmarks/reward_devset.py, docs/quality.md):
 
 - ``RelevanceReward``: MiniLM cosine(last instruction, answer), capped at 0.6: on topic beats
   another question's answer, and a restatement of the question (cosine ~0.9) gains nothing
   over a real answer. Blind to correctness.
 - ``CivilityReward`` (the tone term): minus the sum of the negative VADER compounds of the
   answer's sentences. One insult costs in a long answer too; cheerfulness earns nothing, so
-  tone is no longer a lever the search can pull up. Blind to rudeness in neutral words.
+  tone is not a lever the search can pull up. Blind to rudeness in neutral words.
 - ``SubstanceReward``: distinct content words beyond the question's own (not function words,
   not sentiment words), / 20, capped at 1: a restatement or an 8-word stub says nothing new,
   and past 20 new words length earns nothing. Counts words, not facts.
@@ -21,7 +21,7 @@ term catches one way a non-answer beat a real answer under the old default
 - ``EchoReward``: minus the share of the answer's word trigrams copied from the question: a
   restatement is mostly copy. Blind to a paraphrase; docks an answer that must quote.
 
-``ToneReward`` (VADER compound, cheerful > neutral) is kept for those who want it back.
+``ToneReward`` (VADER compound, cheerful > neutral) is there for those who want cheer to pay.
 """
 
 from __future__ import annotations
@@ -214,8 +214,8 @@ class CivilityReward(RewardModel):
     """Minus the hostility of the answer: the sum over its sentences of every negative VADER
     compound score, so in (-inf, 0]; a text with no negative sentence scores 0.
 
-    It only ever takes away: cheerful filler earns nothing (the old tone term paid for it and
-    the search exploited that), and each hostile sentence costs, however long the answer. It
+    It only ever takes away: cheerful filler earns nothing (a term that pays for cheer is one
+    the search learns to exploit), and each hostile sentence costs, however long the answer. It
     cannot see rudeness in neutral words, sarcasm, or wrong content, and it also docks an
     answer that must talk about something grim (illness, war) in strongly negative words.
     """

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
 
-from langchain_darwin import cli, cli_progress
-from langchain_darwin.chat_model import DarwinChatModel
-from langchain_darwin.cli import DEMO
+from langchain_darwin import cli
+from langchain_darwin.cli import progress as cli_progress
+from langchain_darwin.cli import run as cli_run
+from langchain_darwin.cli.parser import COMMANDS, with_default_command
+from langchain_darwin.cli.run import DEMO
 from langchain_darwin.config import DarwinConfig
+from langchain_darwin.graph.report import plain_json
+from langchain_darwin.search import SearchService
 
 SMALL = ["--max-tokens", "8", "--replacement-period", "4", "--seed", "0"]
 
@@ -22,13 +29,13 @@ def tiny_args(tiny_dirs: tuple[Path, Path], *extra: str) -> list[str]:
 
 
 def parse(*argv: str) -> DarwinConfig:
-    parser = cli.build_parser()
-    return cli.config_from(parser.parse_args(["a prompt", *argv]), parser)
+    args = cli.build_parser().parse_args(["run", "a prompt", *argv])
+    return cli_run.config_from(args, args.command_parser)
 
 
 def test_help_lists_every_knob_with_its_description(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["--help"])
+        cli.main(["run", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     text, squeezed = " ".join(out.split()), "".join(out.split())  # undo argparse's wrapping
@@ -42,6 +49,71 @@ def test_help_lists_every_knob_with_its_description(capsys: pytest.CaptureFixtur
         assert flag in text
     for flag in ["--compare", "--json", "--no-mutation", "--cache {kv,none}"]:
         assert flag in text
+
+
+def test_help_shows_integer_defaults_as_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    """``1 == True`` in Python: the defaults 1 of --iterations, --n-mutations and
+    --beams-per-instruction were once shown as "on", and 0.0 as "off"."""
+    for command in ["run", "generate"]:
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        squeezed = " ".join(capsys.readouterr().out.split())
+        knobs = squeezed.split("DARWIN knobs", 1)[1]  # past the usage line
+        for name, info in DarwinConfig.model_fields.items():
+            if name == "seed" and command == "generate":
+                continue  # generate's own --seed (row i uses seed + i)
+            default = info.get_default()
+            if isinstance(default, bool):
+                shown = "on" if default else "off"
+            else:
+                shown = "none" if default is None else str(default)
+            flag = "--" + name.replace("_", "-")
+            rest = re.split(f" {flag}[ ,]", knobs, maxsplit=1)[1].removeprefix(f" --no-{flag[2:]}")
+            after = rest.split(" --", 1)[0]  # this flag's help, up to the next flag
+            assert f"(default: {shown})" in after, (command, flag, after)
+        assert (
+            "--iterations N Mutation cycles (the paper's MC). 0 = plain sampling. (default: 1)"
+            in knobs
+        )
+
+
+def test_a_prompt_first_runs_the_default_command() -> None:
+    assert with_default_command(["How do I boil an egg?", "--demo"]) == [
+        "run", "How do I boil an egg?", "--demo",
+    ]  # fmt: skip
+    assert with_default_command(["--demo", "hi"]) == ["run", "--demo", "hi"]
+    for argv in (["generate", "-i", "x"], ["run", "hi"], ["--help"], ["-h"], []):
+        assert with_default_command(argv) == argv
+    # a prompt that is a command name goes after an explicit `run`
+    assert cli.build_parser().parse_args(["run", "generate"]).prompt == "generate"
+
+
+def test_a_command_module_plugs_in_with_one_entry(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The slot ``darwin serve`` uses: a module with add_arguments and run, one COMMANDS entry."""
+    module = types.ModuleType("darwin_echo", "Say the words back.\n\nAs many as given.")
+    module.add_arguments = lambda parser: parser.add_argument("words", nargs="*")  # type: ignore[attr-defined]
+    module.run = lambda args: len(args.words)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "darwin_echo", module)
+    monkeypatch.setitem(COMMANDS, "echo", "darwin_echo")
+    assert cli.main(["echo", "a", "b"]) == 2
+    assert with_default_command(["echo", "a"]) == ["echo", "a"]  # a command now, not a prompt
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "echo      Say the words back." in capsys.readouterr().out
+
+
+def test_top_level_help_names_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "run " in text and "generate " in text and "`darwin PROMPT ...` is" in text
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([])
+    assert exit_info.value.code == 2
+    assert "COMMAND" in capsys.readouterr().err
 
 
 def test_flags_become_knobs() -> None:
@@ -85,7 +157,7 @@ def test_invalid_knobs_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_plain_json_turns_non_finite_floats_into_null() -> None:
-    assert cli.plain_json({"a": [-math.inf, 1.0, math.nan]}) == {"a": [None, 1.0, None]}
+    assert plain_json({"a": [-math.inf, 1.0, math.nan]}) == {"a": [None, 1.0, None]}
 
 
 def test_json_run_prints_one_object(
@@ -145,7 +217,7 @@ def test_ctrl_c_prints_the_best_answer_so_far(
             raise KeyboardInterrupt
 
     monkeypatch.setattr(cli_progress.Tracker, "feed", interrupt_after_second_score)
-    assert cli.main(tiny_args(tiny_dirs, "--json", "-q")) == cli.INTERRUPTED
+    assert cli.main(tiny_args(tiny_dirs, "--json", "-q")) == cli_run.INTERRUPTED
     result = json.loads(capsys.readouterr().out)
     assert result["interrupted"] is True
     assert isinstance(result["answer"], str) and isinstance(result["reward"], float)
@@ -158,8 +230,8 @@ def test_ctrl_c_while_loading_says_so(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(DarwinChatModel, "prepare_search", interrupted)
-    assert cli.main(["hi", "-q"]) == cli.INTERRUPTED
+    monkeypatch.setattr(SearchService, "prepare", interrupted)
+    assert cli.main(["hi", "-q"]) == cli_run.INTERRUPTED
     assert "before any answer" in capsys.readouterr().err
 
 
@@ -176,7 +248,7 @@ def test_ctrl_c_during_compare_keeps_the_finished_darwin_answer(
         feed(self, mode, chunk)
 
     monkeypatch.setattr(cli_progress.Tracker, "feed", interrupt_plain)
-    assert cli.main(tiny_args(tiny_dirs, "--compare", "--json", "-q")) == cli.INTERRUPTED
+    assert cli.main(tiny_args(tiny_dirs, "--compare", "--json", "-q")) == cli_run.INTERRUPTED
     result = json.loads(capsys.readouterr().out)
     assert "plain" not in result and result["reward"] == result["darwin"]["final_reward"]
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from langchain_darwin import cli
 from langchain_darwin import generate as gen
 from langchain_darwin.baselines import METHODS
+from langchain_darwin.rewards import CallableReward
+from langchain_darwin.search import SearchService
+from tests.fake_engine import FakeEngine
 
 FAST = {"max_tokens": 12, "replacement_period": 6}
 PROMPTS = ["Tell me about eggs", "Describe a cat", "Name a colour"]
@@ -98,7 +104,7 @@ def test_output_of_another_input_is_refused(tiny_dirs, tmp_path: Path) -> None:
     with pytest.raises(gen.ResumeError, match="different instruction"):
         run(tiny_dirs, src, out, generator="g")
     argv = ["--input", str(src), "--output", str(out), "--quiet", "--generator", "g"]
-    assert gen.main(argv) == 2
+    assert cli.main(["generate", *argv]) == 2
     # rows of another method or budget are not silently taken as done
     write_jsonl(out, [{"index": 0, "instruction": PROMPTS[0], "generator": "tiny-policy-darwin"}])
     with pytest.raises(gen.ResumeError, match="another model, method or budget"):
@@ -172,7 +178,7 @@ def test_main_flags_and_json_export(tiny_dirs, tmp_path: Path, capsys) -> None:
         "--max-tokens", "12", "--replacement-period", "4", "--seed", "5", "--quiet",
         "--export-json", str(exported), "--generator", "mine",
     ]  # fmt: skip
-    assert gen.main(argv) == 0
+    assert cli.main(["generate", *argv]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["written"] == 2
     records = json.loads(exported.read_text())
@@ -194,10 +200,148 @@ def test_every_method_is_accepted(tiny_dirs, tmp_path: Path) -> None:
         assert record["darwin"]["config"]["iterations"] == (0 if method == "sample" else 1)
 
 
-def test_add_generate_parser_wires_a_subcommand(tmp_path: Path) -> None:
-    import argparse
+def test_generate_subcommand_parses_its_flags() -> None:
+    from langchain_darwin.cli import generate as cli_generate
 
-    parser = argparse.ArgumentParser(prog="darwin")
-    gen.add_generate_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["generate", "-i", "a.jsonl", "-o", "b.jsonl", "--budget", "10"])
-    assert args.func is gen.run_args and args.budget == 10 and args.method == "darwin"
+    args = cli.build_parser().parse_args(
+        ["generate", "-i", "a.jsonl", "-o", "b.jsonl", "--budget", "10", "--concurrency", "4"]
+    )
+    assert args.func is cli_generate.run and args.budget == 10 and args.method == "darwin"
+    assert args.concurrency == 4
+    assert cli.build_parser().parse_args(["generate", "-i", "a", "-o", "b"]).concurrency == 1
+
+
+def test_concurrency_below_one_is_a_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["generate", "-i", "a.jsonl", "-o", "b.jsonl", "--concurrency", "0"])
+    assert exit_info.value.code == 2
+    assert "--concurrency: must be at least 1, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="concurrency must be at least 1"):
+        gen.generate("a.jsonl", "b.jsonl", concurrency=0)
+
+
+# -- concurrency: order and resume --------------------------------------------------------------
+
+
+class SlowFirstRows:
+    """Answers row i after sleeping longer for earlier rows, so rows finish in reverse order;
+    records which rows ran at once, and whether it was cancelled."""
+
+    def __init__(self, rows: int, fail_at: int | None = None) -> None:
+        self.rows, self.fail_at = rows, fail_at
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most_at_once = 0
+        self.finished: list[int] = []
+        self.cancelled = False
+
+    def __call__(self, index: int) -> dict:
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        time.sleep(0.02 * (self.rows - index))
+        with self.lock:
+            self.running -= 1
+            self.finished.append(index)
+        if index == self.fail_at:
+            raise RuntimeError(f"row {index} failed")
+        return {"index": index}
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def test_rows_come_out_in_input_order_whatever_order_they_finish() -> None:
+    rows = SlowFirstRows(8)
+    got = [r["index"] for r in gen.in_input_order(range(8), rows, concurrency=4)]
+    assert got == list(range(8))
+    assert rows.most_at_once == 4  # four at once, never more
+    assert rows.finished[:4] != sorted(rows.finished[:4])  # they did finish out of order
+    sequential = SlowFirstRows(4)
+    assert [r["index"] for r in gen.in_input_order(range(4), sequential)] == [0, 1, 2, 3]
+    assert sequential.most_at_once == 1 and sequential.finished == [0, 1, 2, 3]
+
+
+def test_a_failing_row_stops_the_rest_and_keeps_the_rows_before_it() -> None:
+    rows = SlowFirstRows(16, fail_at=1)
+    got = []
+    with pytest.raises(RuntimeError, match="row 1 failed"):
+        for record in gen.in_input_order(range(16), rows, concurrency=4):
+            got.append(record["index"])
+    assert got == [0]  # rows after the failed one are not written, even if finished
+    assert rows.cancelled  # the running searches were told to stop
+    assert len(rows.finished) < 16  # rows not yet started never ran
+
+
+def test_concurrent_rows_write_what_one_at_a_time_writes(tiny_dirs, tmp_path: Path) -> None:
+    prompts = [*PROMPTS, "Say hello", "Count to three", "Name a fruit"]
+    src = write_jsonl(tmp_path / "in.jsonl", [{"instruction": p} for p in prompts])
+    one, four = tmp_path / "one.jsonl", tmp_path / "four.jsonl"
+    run(tiny_dirs, src, one, method="darwin", budget=5, seed=7)
+    seen: list[dict] = []
+    summary = run(
+        tiny_dirs, src, four, method="darwin", budget=5, seed=7, concurrency=4, on_row=seen.append
+    )
+    assert (summary["written"], summary["skipped"]) == (6, 0)
+    assert [r["index"] for r in seen] == list(range(6))
+    expected, got = read_jsonl(one), read_jsonl(four)
+    assert [r["index"] for r in got] == list(range(6))
+    for a, b in zip(expected, got, strict=True):
+        a.pop("seconds"), b.pop("seconds")
+        a["darwin"].pop("seconds", None), b["darwin"].pop("seconds", None)
+        assert a == b  # per-row seeds: the same answers, rewards and searches
+
+
+def fake_run(src: Path, out: Path, **kwargs) -> dict:
+    """generate() on the fake engine: fast, deterministic, no torch."""
+    service = SearchService(FakeEngine(), CallableReward(vowels))
+    options = {"service": service, "progress": False, "method": "darwin", "budget": 5, **FAST}
+    return gen.generate(src, out, **{**options, **kwargs})
+
+
+def test_concurrent_resume_skips_done_rows_and_redoes_a_torn_one(tmp_path: Path) -> None:
+    prompts = [f"Question number {i}" for i in range(12)]
+    src = write_jsonl(tmp_path / "in.jsonl", [{"instruction": p} for p in prompts])
+    full = tmp_path / "full.jsonl"
+    fake_run(src, full, seed=3)  # one row at a time, uninterrupted
+    expected = read_jsonl(full)
+    assert [r["generator"] for r in expected] == ["FakeEngine-darwin-n5"] * 12
+
+    out = tmp_path / "out.jsonl"
+    fake_run(src, out, seed=3, limit=5, concurrency=4)
+    first = out.read_text()
+    with out.open("a") as fh:  # a crash in the middle of writing row 5
+        fh.write(full.read_text().splitlines()[5][:40])
+    seen: list[int] = []
+    summary = fake_run(src, out, seed=3, concurrency=4, on_row=lambda r: seen.append(r["index"]))
+    assert (summary["skipped"], summary["written"]) == (5, 7)
+    assert seen == list(range(5, 12))
+    assert out.read_text().startswith(first)  # the rows written before were never touched
+    got = read_jsonl(out)
+    assert [r["index"] for r in got] == list(range(12))
+    for a, b in zip(expected, got, strict=True):
+        assert {**a, "seconds": 0} == {**b, "seconds": 0}  # what an uninterrupted run wrote
+    again = fake_run(src, out, seed=3, concurrency=4)
+    assert (again["skipped"], again["written"]) == (12, 0)
+
+
+def test_ctrl_c_keeps_the_rows_written_and_a_rerun_finishes(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"instruction": f"Q{i}"} for i in range(8)])
+    out = tmp_path / "out.jsonl"
+
+    def interrupt_after_two(record: dict) -> None:
+        if record["index"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fake_run(src, out, seed=1, concurrency=4, on_row=interrupt_after_two)
+    assert [r["index"] for r in read_jsonl(out)] == [0, 1]  # in order, nothing half-written
+    summary = fake_run(src, out, seed=1, concurrency=4)
+    assert (summary["skipped"], summary["written"]) == (2, 6)
+    assert [r["index"] for r in read_jsonl(out)] == list(range(8))
+
+
+def test_service_and_model_arguments_do_not_mix(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"instruction": "hi"}])
+    with pytest.raises(ValueError, match="either service= or model="):
+        fake_run(src, tmp_path / "out.jsonl", model="default")

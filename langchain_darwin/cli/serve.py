@@ -15,18 +15,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from langchain_darwin.cli_args import (
+from langchain_darwin.cli.args import (
     add_knob_arguments,
     add_model_arguments,
-    chat_fields,
     knobs_from,
+    search_service,
 )
 from langchain_darwin.config import DarwinConfig
 
+HELP = "serve DARWIN behind an OpenAI-compatible HTTP API (FastAPI on uvicorn)"
 #: Where the server's own API key is read from when ``--api-key`` is not given.
 SERVE_API_KEY_ENV = "DARWIN_SERVE_API_KEY"
 
@@ -69,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; 2 for bad flags (said on stderr), 0 after a clean stop."""
     import uvicorn
 
-    from langchain_darwin.chat_model import DarwinChatModel
     from langchain_darwin.openai_api import Searches, ServeSettings, create_app
 
     if args.max_concurrent < 1 or args.queue < 0:
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         config = DarwinConfig(**knobs_from(args))
-        chat = DarwinChatModel(**chat_fields(args), config=config)
+        service = search_service(args)
     except (ValidationError, ValueError, OSError) as err:
         print(f"darwin serve: error: {err}", file=sys.stderr)
         return 2
@@ -87,17 +86,7 @@ def run(args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent,
         queue=args.queue,
     )
-    searches = Searches(chat.search_service, config, args.max_concurrent)
+    searches = Searches(service, config, args.max_concurrent)
     app = create_app(searches, settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="darwin serve",
-        description="Serve DARWIN searches behind an OpenAI-compatible API "
-        "(/v1/chat/completions, /v1/models, /health, /ready, /metrics).",
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))

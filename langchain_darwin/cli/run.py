@@ -1,7 +1,8 @@
-"""The ``darwin`` command: answer one prompt with a DARWIN search, with live progress.
+"""``darwin run`` (the default command): answer one prompt with a DARWIN search, with live
+progress.
 
     darwin "How do I boil an egg?" --demo --compare
-    darwin "Write a haiku about rain" --iterations 2 --max-tokens 128 --json
+    darwin run "Write a haiku about rain" --iterations 2 --max-tokens 128 --json
 
 Every knob of :class:`DarwinConfig` is a flag, generated from its fields.
 """
@@ -12,23 +13,21 @@ import argparse
 import json
 import random
 import sys
-from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import HumanMessage
 from pydantic import ValidationError
 from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
 
-from langchain_darwin.chat_model import DarwinChatModel
-from langchain_darwin.cli_args import (
+from langchain_darwin.cli.args import (
     add_knob_arguments,
     add_model_arguments,
-    chat_fields,
     knobs_from,
+    quiet_transformers,
+    search_service,
 )
-from langchain_darwin.cli_progress import Tracker, run_with_progress
+from langchain_darwin.cli.progress import Tracker, run_with_progress
 from langchain_darwin.config import DEFAULT_RELEVANCE_WEIGHT, DEFAULT_TONE_WEIGHT, DarwinConfig
 from langchain_darwin.graph.report import plain_json, search_metadata
 from langchain_darwin.policy.base import EngineError
@@ -44,14 +43,19 @@ def _flags(knobs: dict[str, Any]) -> str:
     return " ".join(f"--{name.replace('_', '-')} {value}" for name, value in knobs.items())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="darwin",
-        description="Answer PROMPT with DARWIN decoding-time alignment: mutated instructions "
-        "explore, a reward model steers beams every replacement period.",
-        epilog=f"--demo sets {_flags(DEMO)} (explicit flags win). "
-        "Ctrl-C prints the best answer found so far and exits 130.",
-    )
+HELP = "answer one prompt (the default command: `darwin PROMPT` is `darwin run PROMPT`)"
+DESCRIPTION = (
+    "Answer PROMPT with DARWIN decoding-time alignment: mutated instructions explore, a reward "
+    "model steers beams every replacement period."
+)
+EPILOG = (
+    f"--demo sets {_flags(DEMO)} (explicit flags win). "
+    "Ctrl-C prints the best answer found so far and exits 130."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``darwin run``'s arguments: the prompt, the models, the output form and every knob."""
     parser.add_argument("prompt", help="the user message to answer ('-' reads it from stdin)")
     add_model_arguments(parser)
     parser.add_argument(
@@ -79,7 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     add_knob_arguments(parser)
-    return parser
 
 
 def config_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> DarwinConfig:
@@ -161,32 +164,42 @@ def _interrupted(out: Console, tracker: Tracker, as_json: bool) -> int:
     return INTERRUPTED
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["generate"]:  # `darwin generate --input ... --output ...`
-        from langchain_darwin.generate import main as generate_main
+def _weighted_default_reward(args: argparse.Namespace) -> Any:
+    """The default reward with ``--relevance-weight``/``--tone-weight``, when either differs
+    from its default (None otherwise: the flags' reward); they weigh its terms, so they
+    cannot go with ``--reward-model``."""
+    weights = {"relevance_weight": args.relevance_weight, "tone_weight": args.tone_weight}
+    if weights == {
+        "relevance_weight": DEFAULT_RELEVANCE_WEIGHT,
+        "tone_weight": DEFAULT_TONE_WEIGHT,
+    }:
+        return None
+    if args.reward_model is not None:
+        raise ValueError(
+            "--relevance-weight and --tone-weight weigh terms of the default reward; "
+            "drop them or drop --reward-model"
+        )
+    from langchain_darwin.rewards import default_reward
 
-        return generate_main(argv[1:])
-    if argv[:1] == ["serve"]:  # `darwin serve --port 8000 ...`
-        from langchain_darwin.cli_serve import main as serve_main
+    return default_reward(**weights)
 
-        return serve_main(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    config = config_from(args, parser)
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``darwin run``: one search (and with ``--compare`` a plain sample), then report."""
+    config = config_from(args, args.command_parser)
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    messages = [HumanMessage(prompt)]
+    conversation = [{"role": "user", "content": prompt}]
     out = Console(highlight=False)
     progress = None if args.quiet else Console(stderr=True)
-    _quiet_transformers()
+    quiet_transformers()
     darwin, plain = Tracker("DARWIN"), None
     code = 0
     try:
-        chat = DarwinChatModel(**_with_default_reward(chat_fields(args), args), config=config)
-        run_with_progress(chat, messages, darwin, progress)
+        service = search_service(args, reward=_weighted_default_reward(args))
+        run_with_progress(service, conversation, config, darwin, progress)
         if args.compare:
             plain = Tracker("plain")
-            run_with_progress(chat, messages, plain, progress, iterations=0)
+            run_with_progress(service, conversation, config.merged(iterations=0), plain, progress)
     except KeyboardInterrupt:
         if not darwin.finished:
             return _interrupted(out, darwin, args.json)
@@ -204,33 +217,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         _report(out, result, plain_result)
     return code
-
-
-def _with_default_reward(fields: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """``--relevance-weight``/``--tone-weight`` shape the default reward, so they need it."""
-    weights = {"relevance_weight": args.relevance_weight, "tone_weight": args.tone_weight}
-    if weights == {
-        "relevance_weight": DEFAULT_RELEVANCE_WEIGHT,
-        "tone_weight": DEFAULT_TONE_WEIGHT,
-    }:
-        return fields
-    if fields.get("reward_model") is not None:
-        raise ValueError(
-            "--relevance-weight and --tone-weight weigh terms of the default reward; "
-            "drop them or drop --reward-model"
-        )
-    from langchain_darwin.rewards import default_reward
-
-    return {**fields, "reward_model": default_reward(**weights)}
-
-
-def _quiet_transformers() -> None:
-    """Weight-loading progress bars and notices would clutter the progress display."""
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
-"""Command-line arguments shared by ``darwin`` and ``darwin generate``, declared once.
+"""Command-line arguments shared by ``darwin run`` and ``darwin generate``, declared once.
 
 The DARWIN knobs are derived from :class:`DarwinConfig` (their types, defaults and help), and
-the model arguments (where the policy and the reward model run) map onto
-:class:`DarwinChatModel`'s fields, so the two commands cannot drift apart.
+the model arguments (where the policy and the reward model run) make one
+:class:`~langchain_darwin.search.SearchService`, so the commands cannot drift apart.
 """
 
 from __future__ import annotations
@@ -11,9 +11,13 @@ import argparse
 import os
 import types
 from collections.abc import Collection
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 from langchain_darwin.config import DEFAULT_MODEL, DarwinConfig
+from langchain_darwin.engines import EngineSpec
+
+if TYPE_CHECKING:
+    from langchain_darwin.search import SearchService
 
 #: Where a served deployment's API key is read from when ``--api-key`` is not given.
 API_KEY_ENV = "DARWIN_API_KEY"
@@ -33,6 +37,16 @@ def _knob_arguments(annotation: Any) -> dict[str, Any]:
     return {"type": annotation, "metavar": {int: "N", float: "X"}.get(annotation)}
 
 
+def _shown(default: Any) -> str:
+    """A default as help shows it: on/off for switches only (``1 == True`` in Python, so a
+    lookup keyed by True would call an integer knob's default 1 "on")."""
+    if default is None:
+        return "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default)
+
+
 def add_knob_arguments(
     parser: argparse.ArgumentParser, skip: Collection[str] = ()
 ) -> argparse._ArgumentGroup:
@@ -41,9 +55,8 @@ def add_knob_arguments(
     for name, info in DarwinConfig.model_fields.items():
         if name in skip:
             continue
-        default = info.get_default()
-        shown = {None: "none", True: "on", False: "off"}.get(default, default)
-        help_text = f"{info.description} (default: {shown})".replace("%", "%%")
+        help_text = f"{info.description} (default: {_shown(info.get_default())})"
+        help_text = help_text.replace("%", "%%")
         group.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
@@ -102,29 +115,46 @@ def add_model_arguments(parser: argparse.ArgumentParser, api_key_flag: str = "--
     group.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
 
 
-def chat_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """DarwinChatModel fields (besides the knobs) from :func:`add_model_arguments`'s flags."""
-    api_key = args.api_key or os.environ.get(API_KEY_ENV)
-    reward: Any = args.reward_model
-    if args.reward_base_url:
-        if not args.reward_model:
-            raise ValueError("--reward-base-url needs --reward-model: the name the server serves")
-        from langchain_darwin.rewards import ServedReward
+def engine_spec(args: argparse.Namespace) -> EngineSpec:
+    """Where the policy runs, from :func:`add_model_arguments`'s flags."""
+    return EngineSpec(
+        model=args.model,
+        base_url=args.base_url,
+        api_key=args.api_key or os.environ.get(API_KEY_ENV),
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        device=args.device,
+    )
 
-        reward = ServedReward(
-            args.reward_base_url,
-            args.reward_model,
-            api_key=api_key,
-            timeout=args.timeout,
-            max_retries=args.max_retries,
-        )
-    fields = {
-        "model": args.model,
-        "reward_model": reward,
-        "base_url": args.base_url,
-        "api_key": api_key,
-        "timeout": args.timeout,
-        "max_retries": args.max_retries,
-        "device": args.device,
-    }
-    return {k: v for k, v in fields.items() if v is not None}
+
+def reward_spec(args: argparse.Namespace) -> Any:
+    """The reward model as ``reward_model=`` takes it: None (the offline default), a folder or
+    hub id, or a :class:`ServedReward` with ``--reward-base-url``."""
+    if not args.reward_base_url:
+        return args.reward_model
+    if not args.reward_model:
+        raise ValueError("--reward-base-url needs --reward-model: the name the server serves")
+    from langchain_darwin.rewards import ServedReward
+
+    return ServedReward(
+        args.reward_base_url,
+        args.reward_model,
+        api_key=args.api_key or os.environ.get(API_KEY_ENV),
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+    )
+
+
+def search_service(args: argparse.Namespace, reward: Any = None) -> SearchService:
+    """The search service the flags describe (``reward`` given: it replaces the flags')."""
+    from langchain_darwin.search import SearchService
+
+    return SearchService(engine_spec(args), reward if reward is not None else reward_spec(args))
+
+
+def quiet_transformers() -> None:
+    """Weight-loading progress bars and notices would clutter the commands' progress display."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()

@@ -7,22 +7,22 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from langchain_core.messages import BaseMessage
 from rich.console import Console
 from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from langchain_darwin.chat_model import DarwinChatModel, PreparedSearch
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.policy.text import answer_text
+from langchain_darwin.rewards.base import Conversation
+from langchain_darwin.search import PreparedSearch, SearchService
 from langchain_darwin.usage import generated_tokens
 
 
@@ -121,7 +121,7 @@ def _stop_on_ctrl_c(tracker: Tracker) -> Iterator[None]:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         tracker.step = "Ctrl-C: stopping"
         if tracker.search is not None:
-            tracker.search.context.session.cancel()
+            tracker.search.cancel()
         signal.default_int_handler(signum, frame)
 
     if threading.current_thread() is not threading.main_thread():
@@ -135,21 +135,21 @@ def _stop_on_ctrl_c(tracker: Tracker) -> Iterator[None]:
 
 
 def run_with_progress(
-    chat: DarwinChatModel,
-    messages: Sequence[BaseMessage],
+    service: SearchService,
+    conversation: Conversation,
+    config: DarwinConfig,
     tracker: Tracker,
     console: Console | None,
-    **overrides: Any,
 ) -> dict[str, Any]:
-    """Run one search of ``chat`` to its end (``overrides``: per-call knobs), streaming its
-    states into ``tracker``, so that after a Ctrl-C the tracker holds the last state."""
+    """Run one search of ``service`` to its end, streaming its states into ``tracker``, so
+    that after a Ctrl-C the tracker holds the last state."""
     live = Live(tracker, console=console, refresh_per_second=4) if console else nullcontext()
     try:
         with live, _stop_on_ctrl_c(tracker):
-            search = chat.prepare_search(messages, **overrides)  # loads weights on first use
+            search = service.prepare(conversation, config)  # loads weights on first use
             tracker.search, tracker.started = search, time.monotonic()  # time the search only
             tracker.config = search.config
-            for mode, chunk in chat.search_service.stream(search):
+            for mode, chunk in service.stream(search):
                 tracker.feed(mode, chunk)
     finally:
         if console is not None and not console.is_terminal:
