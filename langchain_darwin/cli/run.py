@@ -29,7 +29,12 @@ from langchain_darwin.cli.args import (
 )
 from langchain_darwin.cli.progress import Tracker, run_with_progress
 from langchain_darwin.config import DEFAULT_RELEVANCE_WEIGHT, DEFAULT_TONE_WEIGHT, DarwinConfig
-from langchain_darwin.graph.report import plain_json, search_metadata
+from langchain_darwin.graph.report import (
+    describe_search,
+    plain_json,
+    search_metadata,
+    search_summary,
+)
 from langchain_darwin.policy.base import EngineError
 from langchain_darwin.rewards.base import RewardError
 
@@ -110,6 +115,7 @@ def _result(tracker: Tracker) -> dict[str, Any]:
         "seed_reward": state["seed"]["reward"],
         "seconds": round(tracker.seconds, 2),
         "darwin": search_metadata(state),  # type: ignore[arg-type]
+        "summary": search_summary(state),  # type: ignore[arg-type]
     }
 
 
@@ -129,8 +135,8 @@ def _report(out: Console, darwin: dict[str, Any], plain: dict[str, Any] | None) 
         out,
         "DARWIN answer",
         darwin["answer"],
-        f"seed reward {_fmt(darwin['seed_reward'])} -> final reward {_fmt(darwin['reward'])} "
-        f"(winner: {meta['winner']['source']}{stopped})\n"
+        f"seed reward {_fmt(darwin['seed_reward'])} -> final reward {_fmt(darwin['reward'])}"
+        f"{stopped}\n{describe_search(darwin['summary'])}\n"
         f"{meta['config']['iterations']} mutation cycle(s), {meta['generated_tokens']} "
         f"generated tokens, {darwin['seconds']:.1f} s, seed {meta['seed']}",
     )

@@ -175,6 +175,9 @@ def test_json_run_prints_one_object(
     assert meta["config"]["max_tokens"] == 8 and meta["seed"] == 0
     assert len(meta["cycle_rewards"]) == 1
     assert result["reward"] >= result["seed_reward"]  # the seed competes for the best answer
+    summary = result["summary"]  # where the winner came from, best beam against the seed
+    assert summary["from_seed"] == (meta["winner"]["source"] == "seed")
+    assert summary["best_beam_reward"] == max(meta["cycle_rewards"])
 
 
 def test_compare_shows_both_rewards(
@@ -184,6 +187,7 @@ def test_compare_shows_both_rewards(
     captured = capsys.readouterr()
     assert "DARWIN answer" in captured.out
     assert "seed reward" in captured.out and "final reward" in captured.out
+    assert "winner: " in captured.out and " vs seed answer " in captured.out
     assert "plain reward" in captured.out
     assert "DARWIN" in captured.err and "plain" in captured.err  # progress went to stderr
 
