@@ -4,22 +4,16 @@ report's arithmetic."""
 from __future__ import annotations
 
 import math
+from typing import Any
+
+from langchain_darwin.config import PRESETS
 
 #: Beams of a search at the paper's settings, and the N of the Best-of-N it is compared with.
 BEAMS = 5
-#: The paper's settings: 5 beams, replacement every 40 tokens, 3 survivors, one mutation
-#: cycle, T=0.7, top-k 40. ``ignore_eos`` so that every method decodes exactly max_tokens
-#: per answer and they all do the same answer work.
-PAPER = {
-    "iterations": 1,
-    "n_mutations": 1,
-    "beams_per_instruction": 1,
-    "replacement_period": 40,
-    "survivors": 3,
-    "temperature": 0.7,
-    "top_k": 40,
-    "ignore_eos": True,
-}
+#: The paper's settings (``DarwinConfig.preset("paper")``: 5 beams, replacement every 40
+#: tokens, 3 survivors, one mutation cycle, T=0.7, top-k 40). ``ignore_eos`` so that every
+#: method decodes exactly max_tokens per answer and they all do the same answer work.
+PAPER: dict[str, Any] = {**PRESETS["paper"], "ignore_eos": True}
 #: A short run of every method before timing, so that each code path has run once.
 WARM_PROMPT = "Say hello in one short sentence."
 

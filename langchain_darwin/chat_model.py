@@ -36,9 +36,8 @@ from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 from langchain_darwin.config import DEFAULT_MODEL, DarwinConfig
 from langchain_darwin.conversation import to_conversation
 from langchain_darwin.engines import EngineSpec
-from langchain_darwin.graph.report import search_metadata
 from langchain_darwin.graph.state import DarwinOutput
-from langchain_darwin.search import GRAPH_RUN_NAME, PreparedSearch, SearchService
+from langchain_darwin.search import GRAPH_RUN_NAME, PreparedSearch, SearchService, winner_of
 from langchain_darwin.streaming import (
     STREAM_PARENT,
     answer_chunks,
@@ -48,7 +47,6 @@ from langchain_darwin.streaming import (
 )
 from langchain_darwin.tools import (
     ToolSetup,
-    parse_tool_call,
     tool_spec,
 )
 from langchain_darwin.usage import token_usage
@@ -568,18 +566,8 @@ class DarwinChatModel(BaseChatModel):
     ) -> AIMessage:
         """The winning answer as a message: a valid call of an offered tool becomes
         ``tool_calls`` (content empty), anything else is text."""
-        metadata = search_metadata(state)
-        max_tokens = DarwinConfig.model_validate(state["config"]).max_tokens
-        finish = "length" if metadata["answer_tokens"] >= max_tokens else "stop"
-        call = parse_tool_call(state["answer"], tools) if tools is not None else None
-        if tools is not None:
-            metadata["tools"] = {
-                "offered": tools.names,
-                "required": tools.required,
-                "valid_call": call is not None,
-            }
-        if call is not None:
-            finish = "tool_calls"
+        winner = winner_of(state, tools)
+        call = winner.call
         return AIMessage(
             content="" if call is not None else state["answer"],
             tool_calls=[call] if call is not None else [],
@@ -587,8 +575,8 @@ class DarwinChatModel(BaseChatModel):
             response_metadata={
                 "model_name": model,
                 "model_provider": "darwin",
-                "finish_reason": finish,
-                "darwin": metadata,
+                "finish_reason": winner.finish_reason,
+                "darwin": winner.metadata,
             },
             usage_metadata=token_usage(state["usage"]),
         )

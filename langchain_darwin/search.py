@@ -17,16 +17,24 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
 from langchain_core.callbacks.base import BaseCallbackManager
+from langchain_core.messages import ToolCall
 from langchain_core.runnables import RunnableConfig
 
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.engines import EngineSpec, get_engine
 from langchain_darwin.graph.builder import compiled_graph, recursion_limit
+from langchain_darwin.graph.report import search_metadata
 from langchain_darwin.graph.state import DarwinContext, DarwinInput, DarwinOutput
 from langchain_darwin.policy.base import PolicyEngine
 from langchain_darwin.reward_models import as_reward_model
 from langchain_darwin.rewards.base import Conversation, RewardModel
-from langchain_darwin.tools import ToolCallValidity, ToolSetup, setup_prompt, with_tool_prompt
+from langchain_darwin.tools import (
+    ToolCallValidity,
+    ToolSetup,
+    parse_tool_call,
+    setup_prompt,
+    with_tool_prompt,
+)
 
 #: Name of the graph's run in traces (its nodes are its child runs).
 GRAPH_RUN_NAME = "darwin_search"
@@ -34,6 +42,37 @@ GRAPH_RUN_NAME = "darwin_search"
 #: ``"values"`` states; the last ``"values"`` state is the search's output.
 SearchEvent = tuple[str, Any]
 STREAM_MODES: list[Literal["custom", "values"]] = ["custom", "values"]
+
+
+@dataclass(frozen=True)
+class Winner:
+    """The search's answer as a front door returns it: a valid call of an offered tool
+    (``call``, LangChain's tool-call dict) or text; why it ended (``stop``, ``length`` at
+    ``max_tokens``, ``tool_calls``); and the search's record (``search_metadata``, with what
+    was offered when tools were)."""
+
+    text: str
+    call: ToolCall | None
+    finish_reason: str
+    metadata: dict[str, Any]
+
+
+def winner_of(state: DarwinOutput, tools: ToolSetup | None = None) -> Winner:
+    """:class:`Winner` of a finished search (the chat model and the OpenAI-compatible
+    server answer the same way)."""
+    metadata = search_metadata(state)
+    max_tokens = DarwinConfig.model_validate(state["config"]).max_tokens
+    finish = "length" if metadata["answer_tokens"] >= max_tokens else "stop"
+    call = parse_tool_call(state["answer"], tools) if tools is not None else None
+    if tools is not None:
+        metadata["tools"] = {
+            "offered": tools.names,
+            "required": tools.required,
+            "valid_call": call is not None,
+        }
+    if call is not None:
+        finish = "tool_calls"
+    return Winner(state["answer"], call, finish, metadata)
 
 
 @dataclass
@@ -224,4 +263,11 @@ class SearchService:
         return f"SearchService(policy={self.spec!r}, reward={self.reward_spec!r})"
 
 
-__all__ = ["GRAPH_RUN_NAME", "PreparedSearch", "SearchEvent", "SearchService"]
+__all__ = [
+    "GRAPH_RUN_NAME",
+    "PreparedSearch",
+    "SearchEvent",
+    "SearchService",
+    "Winner",
+    "winner_of",
+]

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_darwin.config import DarwinConfig
-from langchain_darwin.graph.report import plain_json, search_metadata
+from langchain_darwin.graph.report import plain_json
 from langchain_darwin.graph.state import DarwinOutput
-from langchain_darwin.tools import ToolSetup, parse_tool_call
+from langchain_darwin.search import winner_of
+from langchain_darwin.tools import ToolSetup
 from langchain_darwin.usage import token_usage
 
 #: Progress fields passed on from the graph's custom events (a compact view, no beam texts).
@@ -61,19 +61,9 @@ class Envelope:
 def answer_of(state: DarwinOutput, tools: ToolSetup | None) -> Answer:
     """The answer, its finish reason (``tool_calls`` for a valid call of an offered tool,
     ``length`` when it reached max_tokens) and usage, from the search's final state."""
-    metadata = search_metadata(state)
-    max_tokens = DarwinConfig.model_validate(state["config"]).max_tokens
-    finish = "length" if metadata["answer_tokens"] >= max_tokens else "stop"
-    call = parse_tool_call(state["answer"], tools) if tools is not None else None
-    if tools is not None:
-        metadata["tools"] = {
-            "offered": tools.names,
-            "required": tools.required,
-            "valid_call": call is not None,
-        }
-    calls = []
+    winner = winner_of(state, tools)
+    call, calls = winner.call, []
     if call is not None:
-        finish = "tool_calls"
         calls = [
             {
                 "id": call["id"],
@@ -85,13 +75,13 @@ def answer_of(state: DarwinOutput, tools: ToolSetup | None) -> Answer:
     return Answer(
         content="" if calls else state["answer"],
         tool_calls=calls,
-        finish_reason=finish,
+        finish_reason=winner.finish_reason,
         usage={
             "prompt_tokens": used["input_tokens"],
             "completion_tokens": used["output_tokens"],
             "total_tokens": used["total_tokens"],
         },
-        darwin=plain_json(metadata),
+        darwin=plain_json(winner.metadata),
     )
 
 
