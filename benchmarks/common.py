@@ -275,3 +275,21 @@ def machine_info() -> dict[str, Any]:
         "code": source_hash(),
         "library": str(Path(__import__("langchain_darwin").__file__).resolve().parent),
     }
+
+
+def pick_prompts(path: Path, count: int, stratified: bool) -> list[dict[str, Any]]:
+    """The first ``count`` questions, or (``stratified``) the first of each category in turn:
+    MT-Bench lists its 8 categories in blocks of 10, so the first N are all "writing"."""
+    if not stratified:
+        return load_first_turns(path, count)
+    total = sum(1 for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip())
+    everything = load_first_turns(path, total)
+    by_category: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for item in everything:
+        by_category[item["category"]].append(item)
+    picked: list[dict[str, Any]] = []
+    rank = 0
+    while len(picked) < count and any(len(v) > rank for v in by_category.values()):
+        picked += [v[rank] for v in by_category.values() if len(v) > rank]
+        rank += 1
+    return picked[:count]

@@ -7,8 +7,8 @@ one JSON line (every candidate's reward: ``period_scores`` holds every beam at e
 and the last period of a cycle its final candidates) appended to a gzip store that is
 committed, so ``--report-only`` rebuilds the table, the plot and the last line anywhere:
 
-    python benchmarks/frontier.py --questions 8 --configs darwin:1:1:40 sample_replace:1:1:40
-    python benchmarks/frontier.py --report-only
+    python -m benchmarks.frontier --questions 8 --configs darwin:1:1:40 sample_replace:1:1:40
+    python -m benchmarks.frontier --report-only
 
 Compute axes per search: policy tokens generated, positions the policy computed (prefill +
 decode), answers the reward model scored, wall time (and the part of it inside the reward).
@@ -24,18 +24,14 @@ import gzip
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from common import DEFAULT_QUESTIONS, REPO_ROOT, log
-
-sys.path.insert(0, str(REPO_ROOT))  # tests.servers: the project's vLLM launcher
-from frontier_report import report
-from quality_runs import pick_prompts
+from benchmarks.common import DEFAULT_QUESTIONS, REPO_ROOT, log, pick_prompts
+from benchmarks.frontier_report import report
 
 STORE = REPO_ROOT / "benchmarks" / "results" / "frontier.jsonl.gz"
 #: method, MC, nb, m for each searched configuration (the issue's grid; m=80 for two).

@@ -22,7 +22,7 @@ MULTIPLES = (1, 2, 4)
 
 def load(store: Path) -> list[dict[str, Any]]:
     if not store.exists():
-        raise SystemExit(f"no records at {store}: run benchmarks/frontier.py first")
+        raise SystemExit(f"no records at {store}: run python -m benchmarks.frontier first")
     with gzip.open(store, "rt", encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh if line.strip()]
     return join_pools(rows)

@@ -40,11 +40,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common import DEFAULT_QUESTIONS, REPO_ROOT, log, machine_info
+from common import DEFAULT_QUESTIONS, REPO_ROOT, log, machine_info, pick_prompts
 from quality_plots import plot_budget, plot_periods
 from quality_registry import ABLATIONS, HELD_OUT, METHODS, STEERS
 from quality_report import command_line, fmt, fmt_ci, markdown, write_doc
-from quality_runs import pick_prompts, run_all
+from quality_runs import run_all
 from quality_stats import summarise, write_csv
 
 OUT = REPO_ROOT / "benchmarks" / "out" / "quality"

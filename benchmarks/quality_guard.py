@@ -31,9 +31,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from common import DEFAULT_QUESTIONS, REPO_ROOT, log
+from common import DEFAULT_QUESTIONS, REPO_ROOT, log, pick_prompts
 from quality_registry import reverse_likelihood
-from quality_runs import pick_prompts
 
 from langchain_darwin.config import DarwinConfig
 

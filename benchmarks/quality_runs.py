@@ -6,10 +6,9 @@ from __future__ import annotations
 import argparse
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
-from common import load_first_turns, log
+from common import log
 from langchain_core.messages import HumanMessage
 from quality_registry import ABLATIONS, ANSWER_SCORES, REFERENCE, STEERING, UNBUDGETED, AnswerScore
 from quality_store import append_row, load_done, run_key
@@ -19,24 +18,6 @@ from langchain_darwin.baselines import beams, method_config, method_knobs
 
 #: (variant, method, budget, extra knobs): one configuration of the graph.
 Job = tuple[str, str, int, dict[str, Any]]
-
-
-def pick_prompts(path: Path, count: int, stratified: bool) -> list[dict[str, Any]]:
-    """The first ``count`` questions, or (``stratified``) the first of each category in turn:
-    MT-Bench lists its 8 categories in blocks of 10, so the first N are all "writing"."""
-    if not stratified:
-        return load_first_turns(path, count)
-    total = sum(1 for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip())
-    everything = load_first_turns(path, total)
-    by_category: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for item in everything:
-        by_category[item["category"]].append(item)
-    picked: list[dict[str, Any]] = []
-    rank = 0
-    while len(picked) < count and any(len(v) > rank for v in by_category.values()):
-        picked += [v[rank] for v in by_category.values() if len(v) > rank]
-        rank += 1
-    return picked[:count]
 
 
 def plan(args: argparse.Namespace) -> list[Job]:

@@ -15,14 +15,13 @@ concurrent requests through it reach at least the throughput of 8 concurrent in-
 ``DarwinChatModel`` searches. The last line is machine-readable:
 ``wall_ratio=A throughput_ratio=B`` (served / direct).
 
-    python benchmarks/serve_overhead.py --searches 8 --max-tokens 48
+    python -m benchmarks.serve_overhead --searches 8 --max-tokens 48
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,14 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import openai
+
+from benchmarks.common import log
+from langchain_darwin import DarwinChatModel
+from langchain_darwin.rewards import ServedReward
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import openai  # noqa: E402
-from common import log  # noqa: E402
-
-from langchain_darwin import DarwinChatModel  # noqa: E402
-from langchain_darwin.rewards import ServedReward  # noqa: E402
 
 QUESTION = "How do I boil an egg?"
 
