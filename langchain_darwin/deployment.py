@@ -107,14 +107,18 @@ class DeploymentContexts:
         return ServedReward(settings.reward_base_url, settings.reward_model)
 
     def service(self, settings: DeploymentSettings) -> SearchService:
-        """The search service for these settings, built once and readied before any run."""
+        """The search service for these settings, built and readied once (each node asks for
+        its context, so readying per call would repeat the loads' checks every step); one
+        that cannot ready is not kept, so the next run tries again."""
         spec = self.engine_spec(settings)
         key = (spec, settings.reward_model, settings.reward_base_url)
         with self._lock:
             service = self._services.get(key)
-            if service is None:
-                service = self._services[key] = SearchService(spec, self._reward(settings))
-        service.ready()
+        if service is None:
+            service = SearchService(spec, self._reward(settings))
+            service.ready()
+            with self._lock:
+                service = self._services.setdefault(key, service)
         return service
 
     def __call__(self, runtime: Runtime[DeploymentSettings | None]) -> DarwinContext:

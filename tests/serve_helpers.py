@@ -18,7 +18,7 @@ import uvicorn
 
 from langchain_darwin import DarwinChatModel
 from langchain_darwin.openai_api import Searches, ServeSettings, create_app
-from tests.servers import ROOT, free_port
+from tests.servers import ROOT, Loopback, free_port
 
 
 @contextmanager
@@ -64,7 +64,7 @@ def metric(base_url: str, name: str) -> float:
     raise KeyError(name)
 
 
-class DarwinServer:
+class DarwinServer(Loopback):
     """``darwin serve ARGS`` as a process on a free loopback port, its log in ``log``."""
 
     def __init__(self, args: Sequence[str], log: Path, env: dict[str, str] | None = None) -> None:
@@ -73,14 +73,6 @@ class DarwinServer:
         self.args = [*args, "--port", str(self.port)]
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def root(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.root}/v1"
 
     def start(self) -> DarwinServer:
         command = [sys.executable, "-m", "langchain_darwin.cli", "serve", *self.args]

@@ -102,7 +102,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class VLLMServer:
+class Loopback:
+    """A server process on a free loopback port: its root and OpenAI-style ``/v1`` URL."""
+
+    port: int
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.root}/v1"
+
+
+class VLLMServer(Loopback):
     """One vLLM OpenAI-compatible server as a subprocess (its own process group)."""
 
     def __init__(
@@ -115,14 +129,6 @@ class VLLMServer:
         self.max_model_len = max_model_len
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def root(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.root}/v1"
 
     def command(self) -> list[str]:
         cmd = [str(vllm_python()), "-m", "vllm.entrypoints.openai.api_server"]
