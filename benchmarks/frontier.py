@@ -33,7 +33,7 @@ from typing import Any
 from benchmarks.common import DEFAULT_QUESTIONS, REPO_ROOT, log, pick_prompts
 from benchmarks.frontier_report import report
 
-STORE = REPO_ROOT / "benchmarks" / "results" / "frontier.jsonl.gz"
+RESULTS = REPO_ROOT / "benchmarks" / "results"
 #: method, MC, nb, m for each searched configuration (the issue's grid; m=80 for two).
 GRID = [
     f"{method}:{mc}:{nb}:40"
@@ -95,19 +95,25 @@ class TimedReward:
         return seconds
 
 
-def build_reward() -> TimedReward:
-    """``default_reward()``, its fluency term memoised (see ``MemoFluency``)."""
+#: The steering rewards a run may use: ``whole`` is today's ``default_reward()``, which reads
+#: every answer token; ``first64`` is the one before it (fluency read 64 tokens, relevance one
+#: capped cosine, substance saturated at 20 words), kept to rebuild the first run's records.
+REWARDS = ("whole", "first64")
+
+
+def build_reward(kind: str = "whole") -> TimedReward:
+    """The default reward, its fluency term memoised (see ``MemoFluency``)."""
     from langchain_darwin.inprocess.default_reward import FluencyReward
     from langchain_darwin.rewards import default_reward
     from langchain_darwin.rewards.weighted import WeightedReward
 
     class MemoFluency(FluencyReward):
-        """The fluency term reads an answer's first 64 tokens: once an answer is longer, its
-        value no longer changes, so a search that scores every period recomputes it for
-        nothing. Same values, keyed by the tokens it reads."""
+        """A search scores every beam every period, and a copied beam or one that has ended
+        (or, for a reward that reads a bounded prefix, one past it) is read again unchanged.
+        Same values, keyed by the tokens the term reads."""
 
-        def __init__(self) -> None:
-            super().__init__()
+        def __init__(self, like: FluencyReward) -> None:
+            super().__init__(like.policy, max_answer_tokens=like.max_answer_tokens)
             self.memo: dict[tuple[str, tuple[int, ...]], float] = {}
 
         def score(self, conversation: Any, answers: Any) -> list[float]:
@@ -115,8 +121,10 @@ def build_reward() -> TimedReward:
 
             _, tokenizer = load_policy(self.policy)
             convo = json.dumps(conversation, sort_keys=True)
+            read = self.max_answer_tokens
             keys = [
-                (convo, tuple(tokenizer.encode(a, add_special_tokens=False)[:64])) for a in answers
+                (convo, tuple(tokenizer.encode(a, add_special_tokens=False)[:read]))
+                for a in answers
             ]
             todo = [i for i, k in enumerate(keys) if k not in self.memo]
             fresh = super().score(conversation, [answers[i] for i in todo])
@@ -124,8 +132,13 @@ def build_reward() -> TimedReward:
                 self.memo[keys[i]] = value
             return [self.memo[k] for k in keys]
 
-    reward = WeightedReward.of(default_reward())
-    terms = [(w, MemoFluency() if isinstance(r, FluencyReward) else r) for w, r in reward.terms]
+    if kind not in REWARDS:
+        raise SystemExit(f"unknown reward {kind!r}; known: {', '.join(REWARDS)}")
+    base = default_reward(whole_answer=kind == "whole")
+    terms = [
+        (w, MemoFluency(r) if isinstance(r, FluencyReward) else r)
+        for w, r in WeightedReward.of(base).terms
+    ]
     return TimedReward(WeightedReward(terms))
 
 
@@ -151,6 +164,7 @@ def run_pool(
     return {
         "pool_start": start,
         "rewards": [float(r) for r in rewards],
+        "answers": answers,
         "tokens": [len(outcome.rows[k].new_tokens) + outcome.rows[k].ended for k in rows],
         "ended": [outcome.rows[k].ended for k in rows],
         "prefilled": work["prefilled"],
@@ -186,6 +200,7 @@ def run_search(
     meta = search_metadata(out)
     return {
         "final_reward": out["final_reward"],
+        "answer": out["answer"],
         "seed_reward": meta["seed_reward"],
         "winner": (meta["winner"] or {}).get("source"),
         "answer_tokens": meta["answer_tokens"],
@@ -246,14 +261,15 @@ def run(args: argparse.Namespace) -> None:
     start_servers(server)
     try:
         policy = ServedPolicy(server.base_url, server.model, timeout=600, max_concurrency=64)
-        reward = build_reward()
+        reward = build_reward(args.reward)
 
         def one(q: dict[str, Any], name: str) -> str:
             start = pooled.get(q["id"], 0)
             body = run_pool(policy, reward, q, args, start) if name == "bon" else None
             body = body or run_search(policy, reward, q, name, args)
             row = {"qid": q["id"], "category": q["category"], "half": q["half"]}
-            row |= {"config": name, "max_tokens": args.max_tokens, "seed": args.seed, **body}
+            row |= {"config": name, "reward": args.reward, "max_tokens": args.max_tokens}
+            row |= {"seed": args.seed, **body}
             with lock, gzip.open(store, "at", encoding="utf-8") as fh:
                 fh.write(json.dumps(row) + "\n")
             return f"q{q['id']} {name}: {body['wall_s']} s (reward {body['reward_s']} s)"
@@ -276,10 +292,13 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=4, help="searches at once")
-    parser.add_argument("--store", default=str(STORE))
+    parser.add_argument("--reward", choices=REWARDS, default="whole", help="steering reward")
+    parser.add_argument("--store", help="records (default: results/frontier-REWARD.jsonl.gz)")
     parser.add_argument("--report-only", action="store_true", help="rebuild from the store")
-    parser.add_argument("--plot", default=str(REPO_ROOT / "docs" / "img" / "frontier.png"))
+    parser.add_argument("--plot", help="default: docs/img/frontier-REWARD.png")
     args = parser.parse_args()
+    args.store = args.store or str(RESULTS / f"frontier-{args.reward}.jsonl.gz")
+    args.plot = args.plot or str(REPO_ROOT / "docs" / "img" / f"frontier-{args.reward}.png")
     if not args.report_only:
         try:
             run(args)

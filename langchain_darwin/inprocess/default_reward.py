@@ -6,18 +6,18 @@ trained reward model (``reward_model="org/some-reward-model"``) or a chat model 
 term catches one way a non-answer can outscore a real answer under relevance and sentiment alone
 (measured on the reward development set: benchmarks/reward_devset.py, docs/quality.md):
 
-- ``RelevanceReward``: MiniLM cosine(last instruction, answer), capped at 0.6: on topic beats
-  another question's answer, and a restatement of the question (cosine ~0.9) gains nothing
-  over a real answer. Blind to correctness.
+- ``RelevanceReward``: MiniLM cosine(last instruction, answer), capped at 0.6, averaged over
+  the answer's 40-word windows: on topic beats another question's answer, a restatement of the
+  question (cosine ~0.9) gains nothing over a real answer, and a long answer that drifts off
+  topic loses. Blind to correctness.
 - ``CivilityReward`` (the tone term): minus the sum of the negative VADER compounds of the
   answer's sentences. One insult costs in a long answer too; cheerfulness earns nothing, so
   tone is not a lever the search can pull up. Blind to rudeness in neutral words.
 - ``SubstanceReward``: distinct content words beyond the question's own (not function words,
   not sentiment words), / 20, capped at 1: a restatement or an 8-word stub says nothing new,
   and past 20 new words length earns nothing. Counts words, not facts.
-- ``FluencyReward``: the embedded SmolLM2's mean log-probability of the answer's first 64
-  tokens given the conversation: shuffled words and salad are improbable. Likes predictable,
-  generic text, and reads nothing past those tokens.
+- ``FluencyReward``: the embedded SmolLM2's mean log-probability of every answer token given
+  the conversation: shuffled words and salad are improbable. Likes predictable, generic text.
 - ``EchoReward``: minus the share of the answer's word trigrams copied from the question: a
   restatement is mostly copy. Blind to a paraphrase; docks an answer that must quote.
 
@@ -120,31 +120,54 @@ class RelevanceReward(RewardModel):
     the same topic. A blank answer scores 0.0 (nothing relevant said) rather than the cosine
     of an empty embedding. With ``ceiling`` the cosine is capped there: being on topic counts,
     being a paraphrase of the question (cosine near 1) earns no more than a real answer does.
+
+    With ``window_words`` the answer is read in consecutive windows of that many words (a
+    last window under half that size joins the one before) and the score is the mean of their
+    (capped) cosines: every part of a long answer has to stay on topic, where one cosine of the
+    whole answer reaches the ceiling in its first sentences and then stops changing.
     """
 
-    def __init__(self, ceiling: float | None = None) -> None:
+    def __init__(self, ceiling: float | None = None, window_words: int | None = None) -> None:
+        if window_words is not None and window_words < 1:
+            raise ValueError(f"window_words must be at least 1 word, got {window_words}")
         self.ceiling = ceiling
+        self.window_words = window_words
 
     def ready(self) -> None:
         _load_minilm()
+
+    def _windows(self, answer: str) -> list[str]:
+        if self.window_words is None:
+            return [answer]
+        words, size = answer.split(), self.window_words
+        cuts = list(range(0, len(words), size))
+        if len(cuts) > 1 and len(words) - cuts[-1] < size / 2:
+            cuts.pop()
+        return [" ".join(words[a:b]) for a, b in zip(cuts, [*cuts[1:], len(words)], strict=True)]
 
     def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
         if not answers:
             return []
         instruction = last_instruction(conversation)
-        filled = [i for i, a in enumerate(answers) if a.strip()]
+        windows = {i: self._windows(a) for i, a in enumerate(answers) if a.strip()}
         scores = [0.0] * len(answers)
-        if filled:
-            vectors = embed([instruction] + [answers[i] for i in filled])
-            cosines = (vectors[1:] @ vectors[0]).tolist()
-            for i, cosine in zip(filled, cosines, strict=True):
-                scores[i] = float(cosine)
-        if self.ceiling is not None:
-            scores = [min(s, self.ceiling) for s in scores]
+        if windows:
+            texts = [w for parts in windows.values() for w in parts]
+            vectors = embed([instruction, *texts])
+            cosines = iter((vectors[1:] @ vectors[0]).tolist())
+            for i, parts in windows.items():
+                capped = [
+                    min(c, self.ceiling) if self.ceiling is not None else c
+                    for c in (next(cosines) for _ in parts)
+                ]
+                scores[i] = float(sum(capped) / len(capped))
         return scores
 
     def __repr__(self) -> str:
-        return "RelevanceReward()" if self.ceiling is None else f"RelevanceReward({self.ceiling})"
+        args = [] if self.ceiling is None else [f"{self.ceiling}"]
+        if self.window_words is not None:
+            args.append(f"window_words={self.window_words}")
+        return f"RelevanceReward({', '.join(args)})"
 
 
 class ToneReward(RewardModel):
@@ -321,11 +344,13 @@ class FluencyReward(RewardModel):
         return [self.floor if ll.mean is None else max(self.floor, ll.mean) for ll in likelihoods]
 
     def __repr__(self) -> str:
-        return f"FluencyReward(policy={self.policy!r})"
+        return f"FluencyReward(policy={self.policy!r}, max_answer_tokens={self.max_answer_tokens})"
 
 
 #: all-MiniLM-L6-v2 cosine above which relevance earns nothing more (restatements score ~0.9+).
 RELEVANCE_CEILING = 0.6
+#: Words per relevance window when the default reward reads the whole answer.
+RELEVANCE_WINDOW_WORDS = 40
 
 
 def default_reward(
@@ -334,21 +359,31 @@ def default_reward(
     substance_weight: float = 1.0,
     fluency_weight: float = 0.3,
     echo_weight: float = 1.0,
+    *,
+    whole_answer: bool = True,
 ) -> RewardModel:
     """The offline default, weighted term by term (weights chosen on the first half of the
     reward development set, benchmarks/reward_devset.py; see docs/quality.md):
-    ``relevance_weight * RelevanceReward(ceiling=0.6) + tone_weight * CivilityReward()
-    + substance_weight * SubstanceReward() + fluency_weight * FluencyReward()
-    + echo_weight * EchoReward()``.
+    ``relevance_weight * RelevanceReward(ceiling=0.6, window_words=40) + tone_weight *
+    CivilityReward() + substance_weight * SubstanceReward() + fluency_weight *
+    FluencyReward(max_answer_tokens=None) + echo_weight * EchoReward()``.
+
+    ``whole_answer`` (the default) makes relevance and fluency read every part of the answer:
+    relevance as the mean capped cosine of 40-word windows, fluency over every token. With
+    ``whole_answer=False`` they read what they did before: one capped cosine of the whole
+    answer (at the cap after about 30 words) and the first 64 tokens, so past about 75 words
+    nothing but civility moved, and a search at 256 tokens steered by it could not tell its
+    beams apart by what they wrote later (docs/quality.md, issue 18 diagnosis).
 
     A zero weight drops its term, so ``fluency_weight=0`` never loads the policy and
     ``relevance_weight=0`` never loads MiniLM.
     """
+    window = RELEVANCE_WINDOW_WORDS if whole_answer else None
     candidates: list[tuple[float, RewardModel]] = [
-        (relevance_weight, RelevanceReward(ceiling=RELEVANCE_CEILING)),
+        (relevance_weight, RelevanceReward(ceiling=RELEVANCE_CEILING, window_words=window)),
         (tone_weight, CivilityReward()),
         (substance_weight, SubstanceReward()),
-        (fluency_weight, FluencyReward()),
+        (fluency_weight, FluencyReward(max_answer_tokens=None if whole_answer else 64)),
         (echo_weight, EchoReward()),
     ]
     terms = [(float(w), r) for w, r in candidates if w]
