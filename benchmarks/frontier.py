@@ -32,6 +32,7 @@ from typing import Any
 
 from benchmarks.common import DEFAULT_QUESTIONS, REPO_ROOT, log, pick_prompts
 from benchmarks.frontier_report import report
+from langchain_darwin.rewards.base import RewardModel, Scored
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 #: method, MC, nb, m for each searched configuration (the issue's grid; m=80 for two).
@@ -73,21 +74,27 @@ def questions(count: int) -> list[dict[str, Any]]:
 # -- the reward -----------------------------------------------------------------------------
 
 
-class TimedReward:
+class TimedReward(RewardModel):
     """The default reward behind a lock (one scorer at a time on a small CPU), timing the
     seconds spent scoring per search thread."""
 
-    def __init__(self, reward: Any) -> None:
+    def __init__(self, reward: RewardModel) -> None:
         self.reward = reward
         self.lock = threading.Lock()
         self.local = threading.local()
 
-    def score(self, conversation: Any, answers: Any) -> list[float]:
+    def score_with_usage(self, conversation: Any, answers: Any) -> Scored:
         with self.lock:
             t0 = time.perf_counter()
-            out = self.reward.score(conversation, answers)
+            out = self.reward.score_with_usage(conversation, answers)
             self.local.seconds = getattr(self.local, "seconds", 0.0) + time.perf_counter() - t0
         return out
+
+    def score(self, conversation: Any, answers: Any) -> list[float]:
+        return self.score_with_usage(conversation, answers).scores
+
+    def ready(self) -> None:
+        self.reward.ready()
 
     def take_seconds(self) -> float:
         seconds = getattr(self.local, "seconds", 0.0)

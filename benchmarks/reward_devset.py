@@ -10,10 +10,11 @@ adversarial rivals built from it:
   insult    the answer plus an insulting sentence
   shuffled  the answer's words in a random order
 
-For each reward (the old default, each term of the new default, the new default) it prints the
-share of pairs where the real answer scores strictly higher (ties lose), with a 95% Wilson
-interval, on all pairs and on the second half (the first half is where the weights were
-chosen), and the cost per scored answer of the old and new default, timed side by side in
+For each reward (relevance + tone, the default before issue 13; each term; the default that
+reads a bounded start of the answer, ``whole_answer=False``; today's default, which reads the
+whole answer) it prints the share of pairs where the real answer scores strictly higher (ties
+lose), with a 95% Wilson interval, on all pairs and on the second half (the first half is where
+the weights were chosen), and the cost per scored answer of the three, timed side by side in
 the same run on the same batches (a pair's six texts per call).
 
     .venv/bin/pip install -e '.[bench]'
@@ -41,7 +42,6 @@ import torch
 from langchain_darwin.rewards import (
     CivilityReward,
     EchoReward,
-    FluencyReward,
     RelevanceReward,
     RewardModel,
     SubstanceReward,
@@ -146,26 +146,21 @@ def build_rivals(pairs: Sequence[tuple[str, str]], seed: int) -> list[dict[str, 
     return rivals
 
 
-def term_rewards() -> dict[str, RewardModel]:
-    """Every term scored on its own: the old default's two and the new default's."""
+def rewards() -> dict[str, RewardModel]:
+    """The whole rewards compared, by the name their rows carry."""
     return {
-        "relevance": RelevanceReward(),
-        "tone": ToneReward(),
-        "civility": CivilityReward(),
-        "substance": SubstanceReward(),
-        "fluency": FluencyReward(),
-        "echo": EchoReward(),
+        "relevance + tone": WeightedReward([(1.0, RelevanceReward()), (0.5, ToneReward())]),
+        "default, first 64 tokens": default_reward(whole_answer=False),
+        "default, whole answer": default_reward(),
     }
 
 
-def _key(name: str, reward: RewardModel) -> str:
-    """A cache key that changes when a term's parameters do (its repr shows them)."""
-    return f"{name}: {reward!r}"
-
-
-def old_default() -> RewardModel:
-    """The default before issue 13: relevance + 0.5 * VADER tone."""
-    return WeightedReward([(1.0, RelevanceReward()), (0.5, ToneReward())])
+def term_rewards() -> dict[str, RewardModel]:
+    """Every term scored on its own, by its repr (which shows its parameters, so a changed
+    term is scored anew): the terms of every compared reward, and the bare ones."""
+    bare = [RelevanceReward(), ToneReward(), CivilityReward(), SubstanceReward(), EchoReward()]
+    terms = [t for r in rewards().values() for _, t in WeightedReward.of(r).terms]
+    return {repr(t): t for t in [*bare, *terms]}
 
 
 def score_terms(
@@ -176,7 +171,6 @@ def score_terms(
     path = cache / f"terms-{key}.json"
     scores: dict[str, list[list[float]]] = json.loads(path.read_text()) if path.exists() else {}
     for name, reward in term_rewards().items():
-        name = _key(name, reward)
         if name in scores:
             continue
         start = time.perf_counter()
@@ -197,16 +191,12 @@ def _conv(question: str) -> list[dict[str, str]]:
 
 def combine(scores: dict[str, list[list[float]]], reward: RewardModel) -> list[list[float]]:
     """A weighted sum of cached terms, read off the reward's own (weight, term) list."""
-    names = {type(r): _key(n, r) for n, r in term_rewards().items()}
-    terms = WeightedReward.of(reward).terms
     rows = len(next(iter(scores.values())))
     out = [[0.0] * (1 + len(RIVALS)) for _ in range(rows)]
-    for weight, term in terms:
-        column = scores[names[type(term)]]
-        ceiling = getattr(term, "ceiling", None)  # a capped relevance: cap the cached cosines
+    for weight, term in WeightedReward.of(reward).terms:
+        column = scores[repr(term)]
         for p in range(rows):
-            capped = column[p] if ceiling is None else [min(s, ceiling) for s in column[p]]
-            out[p] = [o + weight * s for o, s in zip(out[p], capped, strict=True)]
+            out[p] = [o + weight * s for o, s in zip(out[p], column[p], strict=True)]
     return out
 
 
@@ -251,7 +241,7 @@ def table(rows: dict[str, list[list[float]]], split: int) -> str:
     lines = [head, "|---" * (len(RIVALS) + 1) + "|"]
     for name, scored in rows.items():
         for label, part in ((name, scored), (f"{name}, 2nd half", scored[split:])):
-            if label.endswith("2nd half") and not name.startswith("new default"):
+            if label.endswith("2nd half") and not name.startswith("default"):
                 continue
             rates = win_rates(part)
             lines.append(f"| {label} | " + " | ".join(_cell(*rates[k]) for k in RIVALS) + " |")
@@ -272,12 +262,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     pairs = load_pairs(args.pairs, args.seed)
     rivals = build_rivals(pairs, args.seed)
     scores = score_terms(pairs, rivals, args.cache)
-    new = default_reward()
-    rows: dict[str, list[list[float]]] = {"old default": combine(scores, old_default())}
-    current = {_key(n, r): n for n, r in term_rewards().items()}
-    rows.update({current[k]: v for k, v in scores.items() if k in current})
-    rows["new default"] = combine(scores, new)
-    print(f"new default = {new!r}")
+    compared = rewards()
+    rows: dict[str, list[list[float]]] = {name: scores[name] for name in term_rewards()}
+    rows |= {name: combine(scores, reward) for name, reward in compared.items()}
+    for name, reward in compared.items():
+        print(f"{name} = {reward!r}")
     split = len(pairs) // 2
     print(table(rows, split))
 
@@ -285,11 +274,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         (_conv(q), [a, *(r[k] for k in RIVALS)])
         for (q, a), r in zip(pairs[: args.timing_pairs], rivals, strict=False)
     ]
-    check = new.score(*batches[0])
-    expected = rows["new default"][0]
-    if any(abs(c - e) > 1e-3 for c, e in zip(check, expected, strict=True)):
-        raise SystemExit(f"cached terms disagree with default_reward(): {check} vs {expected}")
-    costs = time_per_answer({"old default": old_default(), "new default": new}, batches)
+    for name, reward in compared.items():  # the cached terms add up to the reward itself
+        check, expected = reward.score(*batches[0]), rows[name][0]
+        if any(abs(c - e) > 1e-3 for c, e in zip(check, expected, strict=True)):
+            raise SystemExit(f"cached terms disagree with {name}: {check} vs {expected}")
+    costs = time_per_answer(compared, batches)
     sizes = [len(a.split()) for _, answers in batches for a in answers]
     print(
         f"cost per scored answer ({len(batches)} batches of 6, median {statistics.median(sizes)}"

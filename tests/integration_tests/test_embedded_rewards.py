@@ -57,6 +57,41 @@ def test_relevance_blank_answer_is_low_and_finite() -> None:
     assert scores[:2] == [0.0, 0.0] and scores[2] > 0.5
 
 
+@pytest.mark.embedded
+def test_windowed_relevance_reads_every_part_of_a_long_answer() -> None:
+    """One capped cosine of a whole answer is at the cap after its first on-topic sentences, so
+    an answer that drifts off topic later loses little; the mean over 40-word windows docks
+    the drifting part in full."""
+    on_topic = GOOD + " " + GOOD.replace("9 minutes", "ten minutes") + " " + GOOD
+    drifting = GOOD + " " + GOOD + " " + " ".join([OFF_TOPIC] * 2)
+    whole = RelevanceReward(ceiling=0.6)
+    windowed = RelevanceReward(ceiling=0.6, window_words=40)
+    whole_gap = whole.score(EGG, [on_topic])[0] - whole.score(EGG, [drifting])[0]
+    stays, drifts, blank = windowed.score(EGG, [on_topic, drifting, "  "])
+    assert stays - drifts > 2 * whole_gap and blank == 0.0
+    assert windowed._windows(" ".join(["w"] * 90)) == [" ".join(["w"] * n) for n in (40, 50)]
+    assert windowed._windows(" ".join(["w"] * 100 + ["x"] * 20))[-1].endswith("x")
+    assert len(windowed._windows(" ".join(["w"] * 100 + ["x"] * 20))) == 3
+    assert windowed._windows("short answer") == ["short answer"]
+    with pytest.raises(ValueError, match="window_words"):
+        RelevanceReward(window_words=0)
+
+
+@pytest.mark.embedded
+def test_default_reward_sees_past_the_first_75_words() -> None:
+    """Two answers that share their first 75 words and differ after them only in order (the
+    same words, fluent or shuffled): the default that reads the whole answer prefers the fluent
+    one, the one that reads a bounded start cannot tell them apart."""
+    start = " ".join(" ".join([GOOD] * 4).split()[:75])
+    words = GOOD.split()
+    random.Random(0).shuffle(words)
+    fluent, shuffled = f"{start} {GOOD}", f"{start} {' '.join(words)}"
+    first, second = default_reward().score(EGG, [fluent, shuffled])
+    assert first > second
+    old = default_reward(whole_answer=False).score(EGG, [fluent, shuffled])
+    assert old[0] == pytest.approx(old[1], abs=1e-6)
+
+
 # -- the default cannot be won by a non-answer (issue 13) -------------------------------------
 
 #: Hand-written questions with real answers; each answer meets the five rivals of the reward

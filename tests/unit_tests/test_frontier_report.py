@@ -52,3 +52,29 @@ def test_spearman() -> None:
     assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_the_frontier_records_a_pool_and_a_search_the_report_reads() -> None:
+    """benchmarks/frontier.py end to end on the fake engine: the pool and the search records it
+    writes (rewards through its timed, locked reward) are what the report's last line reads."""
+    import argparse
+
+    from benchmarks.frontier import TimedReward, run_pool, run_search
+    from langchain_darwin.rewards import CallableReward
+    from tests.fake_engine import FakeEngine
+
+    engine = FakeEngine()
+    reward = TimedReward(CallableReward(lambda _c, answer: answer.count("e")))
+    args = argparse.Namespace(pool=6, max_tokens=48, seed=0)
+    question = {"id": 81, "prompt": "Write a poem about the sea.", "half": "tune"}
+    pool = run_pool(engine, reward, question, args)
+    assert len(pool["rewards"]) == len(pool["answers"]) == 6
+    assert pool["rewards"] == [float(a.count("e")) for a in pool["answers"]]
+    search = run_search(engine, reward, question, "darwin:1:1:16", args)
+    assert search["final_reward"] == float(search["answer"].count("e"))
+    assert search["generated"] > pool["tokens"][0] and search["reward_s"] >= 0
+    records = [
+        {"qid": 81, "half": "tune", "config": "bon", **pool},
+        {"qid": 81, "half": "tune", "config": "darwin:1:1:16", **search},
+    ]
+    assert last_line(records).startswith("frontier n=")
