@@ -50,14 +50,16 @@ def fails(answer: str, needs: Sequence[str]) -> bool:
     return bool(needs) and not any(re.search(rf"\b{re.escape(n)}", low) for n in needs)
 
 
-def run_seed(prompt: str, seed: int, knobs: dict[str, Any]) -> dict[str, Any]:
+def run_seed(prompt: str, seed: int, knobs: dict[str, Any], plain: bool = True) -> dict[str, Any]:
     from langchain_core.messages import HumanMessage
 
     from langchain_darwin import DarwinChatModel
 
     llm = DarwinChatModel(**knobs)
     row: dict[str, Any] = {"seed": seed, "prompt": prompt, "knobs": knobs}
-    for name, extra in (("darwin", {}), ("plain", {"iterations": 0})):
+    runs: list[tuple[str, dict[str, Any]]] = [("darwin", {})]
+    runs += [("plain", {"iterations": 0})] if plain else []
+    for name, extra in runs:
         t0 = time.perf_counter()
         message = llm.invoke([HumanMessage(prompt)], seed=seed, **extra)
         meta = message.response_metadata["darwin"]
@@ -66,28 +68,40 @@ def run_seed(prompt: str, seed: int, knobs: dict[str, Any]) -> dict[str, Any]:
             "reward": meta["final_reward"],
             "tokens": meta["winner"]["tokens"],
             "complete": meta["winner"]["tokens"] < knobs["max_tokens"],
+            "winner": meta["winner"]["source"],
             "seconds": round(time.perf_counter() - t0, 1),
         }
     return row
 
 
 def summary(rows: list[dict[str, Any]], needs: Sequence[str]) -> tuple[str, bool]:
+    """The table, and whether DARWIN fails to answer no more often than plain sampling (True
+    when no plain samples were run)."""
     lines, share = [], {}
     lines.append(
-        "| | fails to answer | complete (EOS) | words (median) | reward (mean) | s (median) |"
+        "| | fails to answer | complete (EOS) | winner not the seed answer | words (median) "
+        "| reward (mean) | s (median) |"
     )
-    lines.append("|---|---|---|---|---|---|")
-    for name in ("darwin", "plain"):
+    lines.append("|---|---|---|---|---|---|---|")
+    names = ["darwin"] + (["plain"] if all("plain" in r for r in rows) else [])
+    for name in names:
         got = [r[name] for r in rows]
         failed = sum(fails(g["answer"], needs) for g in got)
         share[name] = failed / len(got)
+        beams = (
+            f"{sum(g.get('winner') not in (None, 'seed') for g in got)}/{len(got)}"
+            if name == "darwin" and all("winner" in g for g in got)
+            else "—"
+        )
         lines.append(
             f"| {'DARWIN' if name == 'darwin' else 'plain sampling'} | {failed}/{len(got)} "
-            f"| {sum(g['complete'] for g in got)}/{len(got)} "
+            f"| {sum(g['complete'] for g in got)}/{len(got)} | {beams} "
             f"| {statistics.median(len(g['answer'].split()) for g in got):.0f} "
             f"| {statistics.fmean(g['reward'] for g in got if g['reward'] is not None):.3f} "
             f"| {statistics.median(g['seconds'] for g in got):.0f} |"
         )
+    if "plain" not in names:
+        return "\n".join(lines), True
     both = sum(
         fails(r["darwin"]["answer"], needs) and fails(r["plain"]["answer"], needs) for r in rows
     )
@@ -109,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shard", default="0/1", help="i/k: every k-th seed from the i-th")
     parser.add_argument("--threads", type=int, help="torch threads (shared CPU: 1)")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--no-plain", action="store_true", help="DARWIN only: no plain sample per seed"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     needs = (
@@ -130,16 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if store.exists()
             else set()
         )
+        runs = ("darwin",) if args.no_plain else ("darwin", "plain")
         for seed in seeds:
             if seed % shards != shard or seed in done:
                 continue
-            row = run_seed(args.prompt, seed, knobs)
+            row = run_seed(args.prompt, seed, knobs, plain=not args.no_plain)
             with store.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
-            log(
-                f"seed {seed}: darwin {row['darwin']['seconds']} s, "
-                f"plain {row['plain']['seconds']} s"
-            )
+            log(f"seed {seed}: " + ", ".join(f"{k} {row[k]['seconds']} s" for k in runs))
     rows = {}
     for path in args.out.glob(f"{tag}-shard*.jsonl"):
         for line in path.read_text().splitlines():
