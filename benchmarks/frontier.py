@@ -299,6 +299,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=4, help="searches at once")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads of the in-process reward"
+    )
     parser.add_argument("--reward", choices=REWARDS, default="whole", help="steering reward")
     parser.add_argument("--store", help="records (default: results/frontier-REWARD.jsonl.gz)")
     parser.add_argument("--report-only", action="store_true", help="rebuild from the store")
@@ -307,6 +310,9 @@ def main() -> None:
     args.store = args.store or str(RESULTS / f"frontier-{args.reward}.jsonl.gz")
     args.plot = args.plot or str(REPO_ROOT / "docs" / "img" / f"frontier-{args.reward}.png")
     if not args.report_only:
+        import torch
+
+        torch.set_num_threads(args.threads)  # the vLLM server needs the cores more
         try:
             run(args)
         except KeyboardInterrupt:

@@ -28,6 +28,25 @@ def load(store: Path) -> list[dict[str, Any]]:
     return join_pools(rows)
 
 
+def attach_answer_scores(records: list[dict[str, Any]], scores: dict[str, Any]) -> None:
+    """Put the sidecar's scores (benchmarks/frontier_answers.py) on the records: ``held_out``
+    per pool sample or the search's answer, ``prefix`` rewards per pool sample; a record
+    whose answers are not all scored gets none."""
+    from benchmarks.frontier_answers import answer_key
+
+    for r in records:
+        qid = str(r["qid"])
+        held, prefix = scores["held_out"].get(qid, {}), scores["prefix"].get(qid, {})
+        if r["config"] == "bon":
+            keys = [answer_key(a) for a in r.get("answers") or []]
+            if keys and len(keys) == len(r["rewards"]) and all(k in held for k in keys):
+                r["held_out"] = [held[k] for k in keys]
+            if keys and len(keys) == len(r["rewards"]) and all(k in prefix for k in keys):
+                r["prefix"] = [prefix[k] for k in keys]
+        elif r.get("answer") is not None and answer_key(r["answer"]) in held:
+            r["held_out"] = held[answer_key(r["answer"])]
+
+
 def join_pools(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One Best-of-N pool per question: records of later, larger ``--pool`` runs join it."""
     pools: dict[Any, dict[str, Any]] = {}
@@ -35,12 +54,12 @@ def join_pools(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         (r for r in rows if r["config"] == "bon"), key=lambda r: r.get("pool_start", 0)
     ):
         if r["qid"] not in pools:
-            pools[r["qid"]] = {**r, "rewards": list(r["rewards"]), "tokens": list(r["tokens"]),
-                               "ended": list(r["ended"])}  # fmt: skip
+            pools[r["qid"]] = {**r, **{k: list(r[k]) for k in ("rewards", "tokens", "ended")}}
             continue
         pool = pools[r["qid"]]
-        for key in ("rewards", "tokens", "ended"):
-            pool[key] += r[key]
+        for key in ("rewards", "tokens", "ended", "answers"):
+            if key in pool or key in r:
+                pool[key] = pool.get(key, []) + r.get(key, [None] * len(r["rewards"]))
         for key in ("prefilled", "decoded", "wall_s", "reward_s"):
             pool[key] += r[key]
     return [r for r in rows if r["config"] != "bon"] + list(pools.values())
@@ -61,9 +80,12 @@ def mean_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float, float
 # -- Best-of-N from the pool ------------------------------------------------------------------
 
 
-def expected_best(rewards: Sequence[float], n: int) -> float:
-    """E[max] over a uniformly random n-subset of the pool (exact: order statistics)."""
-    v = sorted(rewards)
+def expected_best(rewards: Sequence[float], n: int, values: Sequence[float] | None = None) -> float:
+    """E[max] over a uniformly random n-subset of the pool (exact: order statistics); with
+    ``values``, the expected value of the sample the max reward picks (the picked answer's
+    held-out score)."""
+    order = sorted(range(len(rewards)), key=lambda i: rewards[i])
+    v = [(rewards if values is None else values)[i] for i in order]
     size = len(v)
     total = math.comb(size, n)
     return sum(v[i] * math.comb(i, n - 1) for i in range(n - 1, size)) / total
@@ -78,23 +100,27 @@ def bon_curve(pool: dict[str, Any]) -> list[dict[str, float]]:
         "reward_answers": 1.0,
         "wall_s": pool["wall_s"] / size,
     }
-    return [
+    curve = [
         {"n": n, "reward": expected_best(pool["rewards"], n), **{k: n * v for k, v in per.items()}}
         for n in range(1, size + 1)
     ]
+    if "held_out" in pool:
+        for point in curve:
+            point["held_out"] = expected_best(pool["rewards"], int(point["n"]), pool["held_out"])
+    return curve
 
 
-def bon_at(curve: list[dict[str, float]], tokens: float) -> tuple[float, bool]:
-    """Best-of-N's reward at ``tokens`` generated tokens, linear between integer N; past the
-    pool it is clamped at the largest N (second value True: the comparison favours the
-    search)."""
+def bon_at(curve: list[dict[str, float]], tokens: float, key: str = "reward") -> tuple[float, bool]:
+    """Best-of-N's reward (or ``key``) at ``tokens`` generated tokens, linear between integer
+    N; past the pool it is clamped at the largest N (second value True: the comparison
+    favours the search)."""
     if tokens <= curve[0]["generated"]:
-        return curve[0]["reward"], False
+        return curve[0][key], False
     for a, b in zip(curve, curve[1:], strict=False):
         if tokens <= b["generated"]:
             w = (tokens - a["generated"]) / (b["generated"] - a["generated"])
-            return a["reward"] + w * (b["reward"] - a["reward"]), False
-    return curve[-1]["reward"], True
+            return a[key] + w * (b[key] - a[key]), False
+    return curve[-1][key], True
 
 
 # -- configurations ---------------------------------------------------------------------------
@@ -221,6 +247,45 @@ def last_line(records: list[dict[str, Any]]) -> str:
     return f"frontier n={min(counts, default=0)} " + " ".join(diffs + los)
 
 
+def held_out_table(records: list[dict[str, Any]], half: str | None) -> list[str]:
+    """The held-out score (reverse likelihood) of what each method returns: Best-of-N's pick
+    from random N-subsets of the pool (exact expectation), and each search's answer against
+    Best-of-N's pick at the same question's generated tokens."""
+    pools = {
+        r["qid"]: r
+        for r in records
+        if r["config"] == "bon" and "held_out" in r and (half is None or r["half"] == half)
+    }
+    if not pools:
+        return []
+    curves = {q: bon_curve(p) for q, p in pools.items()}
+    lines = [
+        "| method | n | held-out score | minus Best-of-N at equal tokens | steering reward |",
+        "|---|---|---|---|---|",
+    ]
+    size = min(len(c) for c in curves.values())
+    for n in (1, 2, 4, 5, 8, 10, 16, 20, 24, 32):
+        if n <= size:
+            held = mean_ci([c[n - 1]["held_out"] for c in curves.values()])
+            steer = mean_ci([c[n - 1]["reward"] for c in curves.values()])
+            lines.append(
+                f"| Best-of-{n} (pool) | {len(curves)} | {_fmt(held)} | — | {_fmt(steer)} |"
+            )
+    by_config: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r["config"] != "bon" and r["qid"] in pools and "held_out" in r:
+            by_config[r["config"]].append(r)
+    for config, rs in sorted(by_config.items()):
+        diffs = [
+            r["held_out"] - bon_at(curves[r["qid"]], r["generated"], "held_out")[0] for r in rs
+        ]
+        lines.append(
+            f"| {config} | {len(rs)} | {_fmt(mean_ci([r['held_out'] for r in rs]))} "
+            f"| {_fmt(mean_ci(diffs))} | {_fmt(mean_ci([r['final_reward'] for r in rs]))} |"
+        )
+    return lines
+
+
 # -- diagnostics (issue 18 item 3) --------------------------------------------------------------
 
 
@@ -243,6 +308,33 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
     if len(set(ra)) < 2 or len(set(rb)) < 2:
         return None
     return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def prefix_vs_final(records: list[dict[str, Any]], period: int = 40) -> list[str]:
+    """(a) on plain samples: Spearman, per question, of the pool's rewards after p periods of
+    ``period`` tokens (a sample that ended earlier keeps its final reward, as a search sees
+    it) with their final rewards."""
+    per_cut: dict[int, list[float]] = defaultdict(list)
+    for r in records:
+        if r["config"] != "bon" or "prefix" not in r:
+            continue
+        finals = [scores[-1] for scores in r["prefix"]]
+        longest = max(len(scores) for scores in r["prefix"]) - 1
+        for cut in range(longest):
+            partial = [
+                scores[cut] if cut < len(scores) - 1 else scores[-1] for scores in r["prefix"]
+            ]
+            rho = spearman(partial, finals)
+            if rho is not None:
+                per_cut[cut + 1].append(rho)
+    if not per_cut:
+        return []
+    lines = ["(a) Spearman of partial vs final reward, Best-of-N pool samples, per question:"]
+    for cut, rhos in sorted(per_cut.items()):
+        lines.append(
+            f"    after {cut * period} tokens: {_fmt(mean_ci(rhos))} over {len(rhos)} questions"
+        )
+    return lines
 
 
 def partial_vs_final(records: list[dict[str, Any]]) -> list[str]:
@@ -344,7 +436,10 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 
 
 def report(store: Path, plot_path: Path) -> None:
+    from benchmarks.frontier_answers import load_scores
+
     records = load(store)
+    attach_answer_scores(records, load_scores(store))
     halves = sorted({r["half"] for r in records})
     print(f"## All questions (n={len({r['qid'] for r in records})})")
     print("\n".join(table(records, None)))
@@ -352,6 +447,14 @@ def report(store: Path, plot_path: Path) -> None:
         print(f"\n## {half} half (n={len({r['qid'] for r in records if r['half'] == half})})")
         print("\n".join(table(records, half)))
     print()
+    for half in (None, *halves):
+        lines = held_out_table(records, half)
+        if lines:
+            label = "all questions" if half is None else f"{half} half"
+            print(f"\n## Held-out score (reverse likelihood), {label}")
+            print("\n".join(lines))
+    print()
+    print("\n".join(prefix_vs_final(records)))
     print("\n".join(partial_vs_final(records)))
     print("\n".join(distinct_finals(records)))
     print("\n".join(mutation_stats(records)))

@@ -1,0 +1,104 @@
+"""Scores of the frontier's stored answers that a search did not compute, kept beside its
+records (``frontier-REWARD-answers.json.gz``, committed) so ``--report-only`` reads them:
+
+- ``held_out``: the reverse likelihood (``benchmarks.quality_registry.reverse_likelihood``,
+  validity in docs/quality.md) of every pool sample and every search's answer: does a search
+  that wins on its steering reward lose on a score it never saw?
+- ``prefix``: the steering reward of every pool sample cut after 40, 80, ... policy tokens:
+  how well a partial answer's reward ranks final rewards, period by period, on plain samples
+  (nothing replaced, so partial and final are the same answer's).
+
+    python -m benchmarks.frontier_answers --reward whole
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import REPO_ROOT, load_first_turns, log
+
+#: Policy tokens per cut of the prefix rewards (the frontier's replacement period, m = 40).
+PERIOD = 40
+
+
+def answer_key(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def sidecar(store: Path) -> Path:
+    return store.with_name(store.name.replace(".jsonl.gz", "-answers.json.gz"))
+
+
+def load_scores(store: Path) -> dict[str, dict[str, Any]]:
+    path = sidecar(store)
+    if not path.exists():
+        return {"held_out": {}, "prefix": {}}
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        scores: dict[str, dict[str, Any]] = json.load(fh)
+    return scores
+
+
+def _save(store: Path, scores: dict[str, dict[str, Any]]) -> None:
+    with gzip.open(sidecar(store), "wt", encoding="utf-8") as fh:
+        json.dump(scores, fh, sort_keys=True)
+
+
+def fill(store: Path, reward_kind: str, budget_s: float) -> None:
+    """Score what the sidecar lacks, saving as it goes (resumable), for ``budget_s`` at most."""
+    from benchmarks.frontier import build_reward
+    from benchmarks.frontier_report import load
+    from benchmarks.quality_registry import reverse_likelihood
+    from langchain_darwin.inprocess.models import load_policy
+
+    records = load(store)
+    prompts = {str(q["id"]): q["prompt"] for q in load_first_turns(None, 10_000)}
+    scores = load_scores(store)
+    reward = build_reward(reward_kind)
+    _, tokenizer = load_policy("default")
+    start, done = time.perf_counter(), 0
+    for r in records:
+        qid = str(r["qid"])
+        question = prompts[qid]
+        held = scores["held_out"].setdefault(qid, {})
+        texts = r.get("answers", []) if r["config"] == "bon" else [r.get("answer")]
+        for text in (t for t in texts if t is not None):
+            if answer_key(text) not in held:
+                held[answer_key(text)] = reverse_likelihood(question, text)
+                done += 1
+        if r["config"] == "bon":
+            prefix = scores["prefix"].setdefault(qid, {})
+            conversation = [{"role": "user", "content": question}]
+            for text in r.get("answers", []):
+                if answer_key(text) in prefix:
+                    continue
+                tokens = tokenizer.encode(text, add_special_tokens=False)
+                cuts = [tokenizer.decode(tokens[:n]) for n in range(PERIOD, len(tokens), PERIOD)]
+                prefix[answer_key(text)] = reward.score(conversation, [*cuts, text])
+                done += 1
+        _save(store, scores)
+        if time.perf_counter() - start > budget_s:
+            log(f"stopped at the budget after {done} answers; run again to go on")
+            return
+    log(f"scored {done} answers")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reward", default="whole", help="whose records (frontier --reward)")
+    parser.add_argument("--store", help="default: results/frontier-REWARD.jsonl.gz")
+    parser.add_argument("--budget-s", type=float, default=3600)
+    args = parser.parse_args()
+    store = Path(
+        args.store or REPO_ROOT / "benchmarks" / "results" / f"frontier-{args.reward}.jsonl.gz"
+    )
+    fill(store, args.reward, args.budget_s)
+
+
+if __name__ == "__main__":
+    main()
