@@ -7,14 +7,15 @@ one JSON line (every candidate's reward: ``period_scores`` holds every beam at e
 and the last period of a cycle its final candidates) appended to a gzip store that is
 committed, so ``--report-only`` rebuilds the table, the plot and the last line anywhere:
 
-    python -m benchmarks.frontier --questions 8 --configs darwin:1:1:40 sample_replace:1:1:40
-    python -m benchmarks.frontier --report-only
+    python -m benchmarks.frontier --questions 16 --pool 16 --configs darwin:1:1:40 darwin:1:2:40
+    python -m benchmarks.frontier_answers        # held-out score, prefix rewards (sidecar)
+    python -m benchmarks.frontier --report-only  # --reward first64 for the first run's records
 
 Compute axes per search: policy tokens generated, positions the policy computed (prefill +
 decode), answers the reward model scored, wall time (and the part of it inside the reward).
 Searches run ``--concurrency`` at once against one server; the default reward is scored
-in process under a lock (its fluency term memoised on the 64 tokens it reads, which changes
-no value, see ``MemoFluency``).
+in process under a lock, on one torch thread (its fluency term memoised on the tokens it
+reads, which changes no value, see ``MemoFluency``).
 """
 
 from __future__ import annotations

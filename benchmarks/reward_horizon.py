@@ -1,6 +1,7 @@
 """Issue 18 item 3: how far into an answer the default reward sees. Every term of
-``default_reward()`` on growing prefixes of one complete, correct answer to the demo question:
-a term that stops changing stops steering the search past that length.
+``default_reward()`` (and of ``default_reward(whole_answer=False)``, the earlier one) on growing
+prefixes of one complete, correct answer to the demo question: a term that stops changing
+stops steering the search past that length.
 
     python benchmarks/reward_horizon.py
 """
@@ -30,17 +31,19 @@ WORDS = (15, 30, 50, 75, 100, 150)
 
 
 def main() -> None:
-    reward = WeightedReward.of(default_reward())
     words = ANSWER.split()
     cuts = [n for n in WORDS if n < len(words)] + [len(words)]
     prefixes = [" ".join(words[:n]) for n in cuts]
-    print("| term (weight) | " + " | ".join(f"{n} words" for n in cuts) + " |")
-    print("|---" * (len(cuts) + 1) + "|")
-    for weight, term in reward.terms:
-        cells = " | ".join(f"{v:.3f}" for v in term.score(CONVERSATION, prefixes))
-        print(f"| {term!r} ({weight:g}) | {cells} |")
-    total = " | ".join(f"{v:.3f}" for v in reward.score(CONVERSATION, prefixes))
-    print(f"| **total** | {total} |")
+    for label, whole in (("whole answer (the default)", True), ("first 64 tokens", False)):
+        reward = WeightedReward.of(default_reward(whole_answer=whole))
+        print(f"\n{label}:\n")
+        print("| term (weight) | " + " | ".join(f"{n} words" for n in cuts) + " |")
+        print("|---" * (len(cuts) + 1) + "|")
+        for weight, term in reward.terms:
+            cells = " | ".join(f"{v:.3f}" for v in term.score(CONVERSATION, prefixes))
+            print(f"| {term!r} ({weight:g}) | {cells} |")
+        total = " | ".join(f"{v:.3f}" for v in reward.score(CONVERSATION, prefixes))
+        print(f"| **total** | {total} |")
 
 
 if __name__ == "__main__":
