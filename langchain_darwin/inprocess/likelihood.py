@@ -18,10 +18,12 @@ from langchain_darwin.rewards.base import Conversation
 
 @dataclass(frozen=True)
 class AnswerLikelihood:
-    """Sum of the answer tokens' log-probabilities and how many tokens were scored."""
+    """Sum of the answer tokens' log-probabilities, how many tokens were scored, and how many
+    positions the policy read to score them (the rendered conversation, then the answer)."""
 
     total: float
     tokens: int
+    positions: int = 0
 
     @property
     def mean(self) -> float | None:
@@ -60,5 +62,7 @@ def answer_log_likelihoods(
         with torch.inference_mode():
             read = policy.answer_logprobs(session, {str(i): (prompt, rows[i]) for i in chunk})
         for i in chunk:
-            results[i] = AnswerLikelihood(sum(read[str(i)]), len(rows[i]))
+            results[i] = AnswerLikelihood(
+                sum(read[str(i)]), len(rows[i]), len(prompt) + len(rows[i])
+            )
     return results

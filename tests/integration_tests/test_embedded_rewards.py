@@ -73,6 +73,8 @@ def test_windowed_relevance_reads_every_part_of_a_long_answer() -> None:
     assert windowed._windows(" ".join(["w"] * 100 + ["x"] * 20))[-1].endswith("x")
     assert len(windowed._windows(" ".join(["w"] * 100 + ["x"] * 20))) == 3
     assert windowed._windows("short answer") == ["short answer"]
+    used = windowed.score_with_usage(EGG, [on_topic, "  "])
+    assert used.scores[0] == stays and used.positions > len(on_topic.split())  # MiniLM tokens
     with pytest.raises(ValueError, match="window_words"):
         RelevanceReward(window_words=0)
 

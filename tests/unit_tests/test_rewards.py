@@ -313,6 +313,13 @@ def test_fluency_reads_the_policy_log_likelihood(tiny_dirs) -> None:
     assert batched[0].tokens == len(tokenizer(GOOD, add_special_tokens=False)["input_ids"])
     capped = answer_log_likelihoods(model, tokenizer, EGG, [GOOD], max_answer_tokens=5)[0]
     assert capped.tokens == 5
+    # a search is charged what the term read: the rendered conversation, then each answer
+    from langchain_darwin.inprocess.engine import TransformersPolicy
+
+    prompt = len(TransformersPolicy(model, tokenizer).render(EGG))
+    used = fluency.score_with_usage(EGG, [GOOD, "", "Boil it."])
+    assert used.scores == scores
+    assert used.positions == 2 * prompt + batched[0].tokens + batched[2].tokens
 
 
 def test_prefix_cached_scoring_matches_full_scoring_and_reads_only_new_tokens(tiny_dirs) -> None:
