@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import signal
@@ -104,9 +105,14 @@ class TimedReward(RewardModel):
 
 
 #: The steering rewards a run may use: ``whole`` is today's ``default_reward()``, which reads
-#: every answer token; ``first64`` is the one before it (fluency read 64 tokens, relevance one
-#: capped cosine, substance saturated at 20 words), kept to rebuild the first run's records.
+#: every answer token; ``first64`` is the one before it (``whole_answer=False``: fluency read
+#: 64 tokens, relevance one capped cosine of the whole answer), kept for the first run's records.
 REWARDS = ("whole", "first64")
+
+
+def store_path(kind: str) -> Path:
+    """Where a run steered by reward ``kind`` keeps its records (committed)."""
+    return RESULTS / f"frontier-{kind}.jsonl.gz"
 
 
 def build_reward(kind: str = "whole") -> TimedReward:
@@ -118,11 +124,18 @@ def build_reward(kind: str = "whole") -> TimedReward:
     class MemoFluency(FluencyReward):
         """A search scores every beam every period, and a copied beam or one that has ended
         (or, for a reward that reads a bounded prefix, one past it) is read again unchanged.
-        Same values, keyed by the tokens the term reads."""
+        Same values, keyed by the tokens the term reads. What is charged (positions, the
+        reward's seconds) is what was computed, so it depends on which search read a text
+        first."""
 
         def __init__(self, like: FluencyReward) -> None:
-            super().__init__(like.policy, max_answer_tokens=like.max_answer_tokens)
-            self.memo: dict[tuple[str, tuple[int, ...]], float] = {}
+            super().__init__(
+                like.policy,
+                floor=like.floor,
+                max_answer_tokens=like.max_answer_tokens,
+                batch_size=like.batch_size,
+            )
+            self.memo: dict[str, float] = {}
 
         def score_with_usage(self, conversation: Any, answers: Any) -> Scored:
             from langchain_darwin.inprocess.models import load_policy
@@ -131,7 +144,9 @@ def build_reward(kind: str = "whole") -> TimedReward:
             convo = json.dumps(conversation, sort_keys=True)
             read = self.max_answer_tokens
             keys = [
-                (convo, tuple(tokenizer.encode(a, add_special_tokens=False)[:read]))
+                hashlib.sha1(
+                    f"{convo}{tokenizer.encode(a, add_special_tokens=False)[:read]}".encode()
+                ).hexdigest()
                 for a in answers
             ]
             todo = [i for i, k in enumerate(keys) if k not in self.memo]
@@ -197,7 +212,7 @@ def run_search(
     config = DarwinConfig(
         max_tokens=args.max_tokens, seed=args.seed + int(q["id"]), **METHODS[method], **knobs
     )
-    context = DarwinContext(policy, reward, policy.new_session())  # type: ignore[arg-type]
+    context = DarwinContext(policy, reward, policy.new_session())
     t0 = time.perf_counter()
     out = compiled_graph().invoke(
         {"conversation": [{"role": "user", "content": q["prompt"]}], "config": config.model_dump()},
@@ -308,7 +323,7 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="rebuild from the store")
     parser.add_argument("--plot", help="default: docs/img/frontier-REWARD.png")
     args = parser.parse_args()
-    args.store = args.store or str(RESULTS / f"frontier-{args.reward}.jsonl.gz")
+    args.store = args.store or str(store_path(args.reward))
     args.plot = args.plot or str(REPO_ROOT / "docs" / "img" / f"frontier-{args.reward}.png")
     if not args.report_only:
         import torch

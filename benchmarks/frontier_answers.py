@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import REPO_ROOT, load_first_turns, log
+from benchmarks.common import load_first_turns, log
 
 #: Policy tokens per cut of the prefix rewards (the frontier's replacement period, m = 40).
 PERIOD = 40
@@ -35,31 +35,38 @@ def sidecar(store: Path) -> Path:
     return store.with_name(store.name.replace(".jsonl.gz", "-answers.json.gz"))
 
 
-def load_scores(store: Path) -> dict[str, dict[str, Any]]:
+def load_scores(store: Path) -> dict[str, Any]:
     path = sidecar(store)
     if not path.exists():
         return {"held_out": {}, "prefix": {}}
     with gzip.open(path, "rt", encoding="utf-8") as fh:
-        scores: dict[str, dict[str, Any]] = json.load(fh)
+        scores: dict[str, Any] = json.load(fh)
     return scores
 
 
-def _save(store: Path, scores: dict[str, dict[str, Any]]) -> None:
+def _save(store: Path, scores: dict[str, Any]) -> None:
     with gzip.open(sidecar(store), "wt", encoding="utf-8") as fh:
         json.dump(scores, fh, sort_keys=True)
 
 
-def fill(store: Path, reward_kind: str, budget_s: float) -> None:
-    """Score what the sidecar lacks, saving as it goes (resumable), for ``budget_s`` at most."""
+def fill(store: Path, budget_s: float) -> None:
+    """Score what the sidecar lacks, saving as it goes (resumable), for ``budget_s`` at most.
+    The prefix rewards are the steering reward the records were searched with."""
     from benchmarks.frontier import build_reward
     from benchmarks.frontier_report import load
     from benchmarks.quality_registry import reverse_likelihood
     from langchain_darwin.inprocess.models import load_policy
 
     records = load(store)
+    kinds = {r.get("reward") for r in records}
+    if len(kinds) != 1 or None in kinds:
+        raise SystemExit(f"{store} holds records of rewards {kinds}: one named reward expected")
+    (kind,) = kinds
     prompts = {str(q["id"]): q["prompt"] for q in load_first_turns(None, 10_000)}
     scores = load_scores(store)
-    reward = build_reward(reward_kind)
+    if scores.setdefault("reward", kind) != kind:
+        raise SystemExit(f"{sidecar(store)} holds {scores['reward']} scores, not {kind}")
+    reward = build_reward(kind)
     _, tokenizer = load_policy("default")
     start, done = time.perf_counter(), 0
     for r in records:
@@ -67,14 +74,15 @@ def fill(store: Path, reward_kind: str, budget_s: float) -> None:
         question = prompts[qid]
         held = scores["held_out"].setdefault(qid, {})
         texts = r.get("answers", []) if r["config"] == "bon" else [r.get("answer")]
-        for text in (t for t in texts if t is not None):
+        texts = [t for t in texts if t is not None]  # records from before answers were stored
+        for text in texts:
             if answer_key(text) not in held:
                 held[answer_key(text)] = reverse_likelihood(question, text)
                 done += 1
         if r["config"] == "bon":
             prefix = scores["prefix"].setdefault(qid, {})
             conversation = [{"role": "user", "content": question}]
-            for text in r.get("answers", []):
+            for text in texts:
                 if answer_key(text) in prefix:
                     continue
                 tokens = tokenizer.encode(text, add_special_tokens=False)
@@ -89,15 +97,14 @@ def fill(store: Path, reward_kind: str, budget_s: float) -> None:
 
 
 def main() -> None:
+    from benchmarks.frontier import REWARDS, store_path
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reward", default="whole", help="whose records (frontier --reward)")
+    parser.add_argument("--reward", choices=REWARDS, default="whole", help="whose records")
     parser.add_argument("--store", help="default: results/frontier-REWARD.jsonl.gz")
     parser.add_argument("--budget-s", type=float, default=3600)
     args = parser.parse_args()
-    store = Path(
-        args.store or REPO_ROOT / "benchmarks" / "results" / f"frontier-{args.reward}.jsonl.gz"
-    )
-    fill(store, args.reward, args.budget_s)
+    fill(Path(args.store) if args.store else store_path(args.reward), args.budget_s)
 
 
 if __name__ == "__main__":

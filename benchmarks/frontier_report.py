@@ -38,11 +38,13 @@ def attach_answer_scores(records: list[dict[str, Any]], scores: dict[str, Any]) 
         qid = str(r["qid"])
         held, prefix = scores["held_out"].get(qid, {}), scores["prefix"].get(qid, {})
         if r["config"] == "bon":
-            keys = [answer_key(a) for a in r.get("answers") or []]
-            if keys and len(keys) == len(r["rewards"]) and all(k in held for k in keys):
-                r["held_out"] = [held[k] for k in keys]
-            if keys and len(keys) == len(r["rewards"]) and all(k in prefix for k in keys):
-                r["prefix"] = [prefix[k] for k in keys]
+            answers = r.get("answers") or []
+            if len(answers) != len(r["rewards"]) or None in answers:
+                continue
+            keys = [answer_key(a) for a in answers]
+            for field, scored in (("held_out", held), ("prefix", prefix)):
+                if all(k in scored for k in keys):
+                    r[field] = [scored[k] for k in keys]
         elif r.get("answer") is not None and answer_key(r["answer"]) in held:
             r["held_out"] = held[answer_key(r["answer"])]
 
@@ -57,9 +59,11 @@ def join_pools(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             pools[r["qid"]] = {**r, **{k: list(r[k]) for k in ("rewards", "tokens", "ended")}}
             continue
         pool = pools[r["qid"]]
-        for key in ("rewards", "tokens", "ended", "answers"):
-            if key in pool or key in r:
-                pool[key] = pool.get(key, []) + r.get(key, [None] * len(r["rewards"]))
+        if "answers" in pool or "answers" in r:  # records from before answers were stored: None
+            before = pool.get("answers", [None] * len(pool["rewards"]))
+            pool["answers"] = before + r.get("answers", [None] * len(r["rewards"]))
+        for key in ("rewards", "tokens", "ended"):
+            pool[key] = pool[key] + r[key]
         for key in ("prefilled", "decoded", "wall_s", "reward_s"):
             pool[key] += r[key]
     return [r for r in rows if r["config"] != "bon"] + list(pools.values())
@@ -315,24 +319,31 @@ def prefix_vs_final(records: list[dict[str, Any]], period: int = 40) -> list[str
     ``period`` tokens (a sample that ended earlier keeps its final reward, as a search sees
     it) with their final rewards."""
     per_cut: dict[int, list[float]] = defaultdict(list)
+    running: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # cut -> [still going, all]
     for r in records:
         if r["config"] != "bon" or "prefix" not in r:
             continue
         finals = [scores[-1] for scores in r["prefix"]]
         longest = max(len(scores) for scores in r["prefix"]) - 1
         for cut in range(longest):
-            partial = [
-                scores[cut] if cut < len(scores) - 1 else scores[-1] for scores in r["prefix"]
-            ]
+            going = [cut < len(scores) - 1 for scores in r["prefix"]]
+            partial = [s[cut] if g else s[-1] for s, g in zip(r["prefix"], going, strict=True)]
+            running[cut + 1][0] += sum(going)
+            running[cut + 1][1] += len(going)
             rho = spearman(partial, finals)
             if rho is not None:
                 per_cut[cut + 1].append(rho)
     if not per_cut:
         return []
-    lines = ["(a) Spearman of partial vs final reward, Best-of-N pool samples, per question:"]
+    lines = [
+        "(a) Spearman of partial vs final reward, Best-of-N pool samples, per question (a sample"
+        " that has ended counts with its final reward; 'still going': the share that has not):"
+    ]
     for cut, rhos in sorted(per_cut.items()):
+        going, total = running[cut]
         lines.append(
-            f"    after {cut * period} tokens: {_fmt(mean_ci(rhos))} over {len(rhos)} questions"
+            f"    after {cut * period} tokens: {_fmt(mean_ci(rhos))} over {len(rhos)} questions,"
+            f" {going / total:.0%} still going"
         )
     return lines
 

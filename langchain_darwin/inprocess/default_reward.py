@@ -310,9 +310,10 @@ class FluencyReward(RewardModel):
 
     Shuffled words, keyword salad and broken text are improbable to a language model. It
     cannot see correctness, and it likes what is predictable: repetition and generic text
-    score well, so it is a term to weigh, not to maximise alone. It reads the first
-    ``max_answer_tokens`` (64) answer tokens only, which bounds its cost per scoring; what
-    comes after them it does not see. The embedded SmolLM2 reads
+    score well, so it is a term to weigh, not to maximise alone. With ``max_answer_tokens``
+    (64 unless given) it reads that many answer tokens only, which bounds its cost per scoring
+    and leaves the rest unseen; ``None`` reads every token, as ``default_reward()`` does. The
+    embedded SmolLM2 reads
     the answers (``policy="default"``), whichever policy wrote them; the weights are the
     in-process policy's own, loaded once per process.
     """
@@ -359,7 +360,11 @@ class FluencyReward(RewardModel):
         )
 
     def __repr__(self) -> str:
-        return f"FluencyReward(policy={self.policy!r}, max_answer_tokens={self.max_answer_tokens})"
+        floor = "" if self.floor == -10.0 else f", floor={self.floor}"
+        return (
+            f"FluencyReward(policy={self.policy!r}, max_answer_tokens={self.max_answer_tokens}"
+            f"{floor})"
+        )
 
 
 #: all-MiniLM-L6-v2 cosine above which relevance earns nothing more (restatements score ~0.9+).

@@ -8,7 +8,18 @@ import statistics
 
 import pytest
 
-from benchmarks.frontier_report import bon_at, bon_curve, expected_best, last_line, spearman
+from benchmarks.frontier_report import (
+    attach_answer_scores,
+    bon_at,
+    bon_curve,
+    config_rows,
+    expected_best,
+    held_out_table,
+    join_pools,
+    last_line,
+    prefix_vs_final,
+    spearman,
+)
 
 POOL = [0.3, 1.2, -0.5, 0.9, 0.9, 2.0, 0.1]
 
@@ -23,7 +34,7 @@ def pool_record(qid: int, rewards: list[float]) -> dict[str, object]:
     k = len(rewards)
     return {"qid": qid, "half": "tune", "config": "bon", "rewards": rewards,
             "tokens": [100] * k, "ended": [False] * k, "prefilled": 20 * k, "decoded": 100 * k,
-            "wall_s": float(k)}  # fmt: skip
+            "wall_s": float(k), "reward_s": 0.0}  # fmt: skip
 
 
 def test_best_of_n_is_read_at_equal_generated_tokens() -> None:
@@ -46,6 +57,55 @@ def test_the_last_line_pairs_darwin_with_best_of_n_at_its_own_tokens() -> None:
     gain = 2.0 - expected_best(POOL, 5)
     assert line.startswith("frontier n=2 ") and f"darwin_minus_bon@1x={gain:.4f}" in line
     assert "darwin_minus_bon@2x=na" in line and "lo@1x=" in line
+
+
+HELD = [5.0, -1.0, 2.0, 0.5, 3.0, 7.0, 1.0]  # a held-out score per pool sample
+
+
+@pytest.mark.parametrize("n", range(1, len(POOL) + 1))
+def test_expected_pick_is_the_mean_held_out_score_of_the_best_over_every_subset(n: int) -> None:
+    rewards = [0.3, 1.2, -0.5, 0.9, 0.8, 2.0, 0.1]  # no ties: the pick is the argmax
+    picks = [max(s, key=lambda i: rewards[i]) for s in itertools.combinations(range(7), n)]
+    brute = statistics.fmean(HELD[i] for i in picks)
+    assert expected_best(rewards, n, HELD) == pytest.approx(brute)
+
+
+def test_pools_of_two_runs_join_with_their_answers_aligned() -> None:
+    old = {**pool_record(1, [0.1, 0.2]), "pool_start": 0}  # stored before answers were
+    new = {**pool_record(1, [0.3]), "pool_start": 2, "answers": ["c"]}
+    for rows in ([old, new], [new, old]):
+        (pool,) = join_pools([dict(r) for r in rows])  # type: ignore[arg-type]
+        assert pool["rewards"] == [0.1, 0.2, 0.3] and pool["answers"] == [None, None, "c"]
+        attach_answer_scores([pool], {"held_out": {"1": {}}, "prefix": {}})
+        assert "held_out" not in pool  # answers missing: no held-out score, and no crash
+
+
+def test_held_out_scores_are_read_at_the_searchs_own_tokens() -> None:
+    from benchmarks.frontier_answers import answer_key
+
+    answers = [f"answer {i}" for i in range(len(POOL))]
+    pool = {**pool_record(1, POOL), "answers": answers}
+    search = {"qid": 1, "half": "tune", "config": "darwin:1:1:40", "final_reward": 2.5,
+              "generated": 200, "answer": "the search's"}  # fmt: skip
+    held = {answer_key(a): h for a, h in zip(answers, HELD, strict=True)}
+    held[answer_key("the search's")] = 4.0
+    records: list[dict[str, object]] = [pool, search]
+    attach_answer_scores(records, {"held_out": {"1": held}, "prefix": {}})  # type: ignore[arg-type]
+    assert pool["held_out"] == HELD and search["held_out"] == 4.0
+    table = "\n".join(held_out_table(records, None))  # type: ignore[arg-type]
+    best2 = expected_best(POOL, 2, HELD)  # 200 tokens: Best-of-2's pick
+    assert f"| darwin:1:1:40 | 1 | 4.000 | {4.0 - best2:.3f} | 2.500 |" in table
+
+
+def test_prefix_spearman_counts_an_ended_sample_at_its_final_reward() -> None:
+    prefix = [[1.0, 2.0, 3.0], [3.0, 1.0], [2.0, 4.0, 1.0]]  # cuts..., final
+    lines = prefix_vs_final([{"config": "bon", "qid": 1, "prefix": prefix}])
+    # after 40 tokens: partial [1, 3, 2] vs final [3, 1, 1]; after 80: [2, 1, 4] (the second
+    # sample ended: its final 1) vs the same finals
+    first = spearman([1.0, 3.0, 2.0], [3.0, 1.0, 1.0])
+    second = spearman([2.0, 1.0, 4.0], [3.0, 1.0, 1.0])
+    assert f"after 40 tokens: {first:.3f} over 1 questions, 100% still going" in lines[1]
+    assert f"after 80 tokens: {second:.3f} over 1 questions, 67% still going" in lines[2]
 
 
 def test_spearman() -> None:
@@ -72,9 +132,15 @@ def test_the_frontier_records_a_pool_and_a_search_the_report_reads() -> None:
     assert pool["rewards"] == [float(a.count("e")) for a in pool["answers"]]
     search = run_search(engine, reward, question, "darwin:1:1:16", args)
     assert search["final_reward"] == float(search["answer"].count("e"))
-    assert search["generated"] > pool["tokens"][0] and search["reward_s"] >= 0
+    assert search["generated"] > pool["tokens"][0] and search["reward_answers"] >= 6
+    (cycle,) = search["period_scores"]  # MC = 1: one cycle, every beam's reward per period
+    assert len(cycle) == 48 // 16 and all(len(rewards) == 5 for rewards in cycle)
     records = [
         {"qid": 81, "half": "tune", "config": "bon", **pool},
         {"qid": 81, "half": "tune", "config": "darwin:1:1:16", **search},
     ]
-    assert last_line(records).startswith("frontier n=")
+    (row,) = config_rows(records, None)  # type: ignore[arg-type]
+    assert row["n"] == 1 and row["reward"][0] == search["final_reward"]
+    assert last_line(records) == "frontier n=0 " + " ".join(  # no config at m=40
+        [f"darwin_minus_bon@{k}x=na" for k in (1, 2, 4)] + [f"lo@{k}x=na" for k in (1, 2, 4)]
+    )
