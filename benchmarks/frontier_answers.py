@@ -103,7 +103,11 @@ def main() -> None:
     parser.add_argument("--reward", choices=REWARDS, default="whole", help="whose records")
     parser.add_argument("--store", help="default: results/frontier-REWARD.jsonl.gz")
     parser.add_argument("--budget-s", type=float, default=3600)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     fill(Path(args.store) if args.store else store_path(args.reward), args.budget_s)
 
 
