@@ -62,7 +62,7 @@ def fill(store: Path, budget_s: float) -> None:
     if len(kinds) != 1 or None in kinds:
         raise SystemExit(f"{store} holds records of rewards {kinds}: one named reward expected")
     (kind,) = kinds
-    prompts = {str(q["id"]): q["prompt"] for q in load_first_turns(None, 10_000)}
+    prompts = {str(q["id"]): q["prompt"] for q in load_first_turns(None, 80)}
     scores = load_scores(store)
     if scores.setdefault("reward", kind) != kind:
         raise SystemExit(f"{sidecar(store)} holds {scores['reward']} scores, not {kind}")
