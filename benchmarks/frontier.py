@@ -47,6 +47,7 @@ GRID = [
 #: Extra knobs a config name may carry after a fourth colon.
 VARIANTS: dict[str, dict[str, Any]] = {
     "": {},
+    "topk": {"selection": "top_k"},  # the paper's selection (the default until softmax won)
     "softmax": {"selection": "softmax", "selection_temperature": 0.5},
     "noseed": {"seed_answer": False},
     "until120": {"replacement_horizon": 120},

@@ -225,6 +225,18 @@ def table(records: list[dict[str, Any]], half: str | None) -> list[str]:
     return lines
 
 
+def default_knobs(config: str) -> bool:
+    """Whether a config's variant leaves every knob at today's ``DarwinConfig`` default (a
+    record's name says what it ran with: records run before a default changed carry the
+    variant that names their knobs, e.g. ``topk``)."""
+    from benchmarks.frontier import VARIANTS
+    from langchain_darwin.config import DarwinConfig
+
+    variant = config.split(":")[4] if config.count(":") == 4 else ""
+    fields = DarwinConfig.model_fields
+    return all(fields[k].default == v for k, v in VARIANTS[variant].items())
+
+
 def last_line(records: list[dict[str, Any]]) -> str:
     """``frontier n=Q darwin_minus_bon@1x=.. @2x=.. @4x=.. lo@..``: DARWIN (default knobs,
     m=40) at 1x, 2x, 4x Best-of-5's beams (nb=1 preferred), minus Best-of-N interpolated at
@@ -237,7 +249,10 @@ def last_line(records: list[dict[str, Any]]) -> str:
         names = [
             c
             for c in rows
-            if c.startswith("darwin:") and c.endswith(":40") and beams_multiple(c) == k
+            if c.startswith("darwin:")
+            and c.split(":")[3] == "40"
+            and beams_multiple(c) == k
+            and default_knobs(c)
         ]
         names.sort(key=lambda c: int(c.split(":")[2]))  # nb=1 first
         if names:

@@ -72,15 +72,16 @@ class DarwinConfig(BaseModel):
         description="'kv' reuses KV caches across periods; 'none' re-prefills (reference cost).",
     )
     selection: Literal["top_k", "softmax"] = Field(
-        "top_k",
-        description="How replaced beams choose a donor. 'top_k' (the paper): uniformly among "
-        "the top `survivors`. 'softmax' (particle-filter resampling): among every beam that "
-        "may donate, itself included, with probability proportional to exp(z / "
-        "selection_temperature), z being the reward in standard deviations of the period's "
-        "rewards; the top `survivors` are still kept.",
+        "softmax",
+        description="How replaced beams choose a donor. 'softmax' (particle-filter "
+        "resampling, the default: chosen on the tuning half of the reward-vs-compute "
+        "frontier, docs/quality.md): among every beam that may donate, itself included, with "
+        "probability proportional to exp(z / selection_temperature), z being the reward in "
+        "standard deviations of the period's rewards; the top `survivors` are still kept. "
+        "'top_k' (the paper, preset='paper'): uniformly among the top `survivors`.",
     )
     selection_temperature: float = Field(
-        1.0,
+        0.5,
         gt=0.0,
         description="Temperature of 'softmax' selection, in units of the period's reward "
         "standard deviation: small copies the best, large keeps every beam its own answer.",

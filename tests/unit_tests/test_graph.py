@@ -30,8 +30,10 @@ def beam(instruction: int, answer: list[int], reward: float | None, finished: bo
 
 
 def state_with(beams: list[Beam], **config: object) -> DarwinState:
+    """A state whose donor rule is the paper's top-k unless a test names another: these
+    tests pin that rule (softmax selection, the default, has its own tests below)."""
     return DarwinState(
-        config=DarwinConfig(**config).model_dump(),
+        config=DarwinConfig(**{"selection": "top_k", **config}).model_dump(),
         seed_value=7,
         cycle=0,
         period=1,
@@ -200,7 +202,8 @@ def test_softmax_selection_keeps_survivors_and_copies_in_proportion_to_reward() 
     rewards = [4.0, 3.0, 2.0, 1.0, 0.0]  # standard deviation sqrt(2)
     drawn: dict[int, int] = {}
     for period in range(400):
-        state = state_with([beam(i, [i] * 4, rewards[i]) for i in range(5)], selection="softmax")
+        beams = [beam(i, [i] * 4, rewards[i]) for i in range(5)]
+        state = state_with(beams, selection="softmax", selection_temperature=1.0)
         state["period"] = period
         new = nodes.select_replace(state, RUNTIME)["beams"]
         for i in range(3):
