@@ -4,6 +4,7 @@ report's arithmetic."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from langchain_darwin.config import PRESETS
@@ -38,3 +39,15 @@ def table(rows: list[list[str]]) -> str:
         if k == 0:
             lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+def add_questions_argument(parser: Any) -> None:
+    """``--questions PATH``: the MT-Bench jsonl both speed benchmarks read prompts from."""
+    from benchmarks.common import DEFAULT_QUESTIONS
+
+    parser.add_argument(
+        "--questions",
+        type=Path,
+        default=None,
+        help=f"MT-Bench questions jsonl (default {DEFAULT_QUESTIONS})",
+    )

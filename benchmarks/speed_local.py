@@ -60,7 +60,7 @@ from benchmarks.common import (
     source_hash,
 )
 from benchmarks.shapes import EMBEDDED, SHAPES, BenchModels, build_models
-from benchmarks.speed_common import WARM_PROMPT
+from benchmarks.speed_common import WARM_PROMPT, add_questions_argument
 from benchmarks.speed_local_report import report
 from benchmarks.speed_local_runner import BATCH, DEFAULT_METHODS, METHODS, Runner
 
@@ -310,12 +310,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="the reward model re-reads whole answers (no prefix cache): less memory, more time",
     )
-    parser.add_argument(
-        "--questions",
-        type=Path,
-        default=None,
-        help=f"MT-Bench questions jsonl (default {DEFAULT_QUESTIONS})",
-    )
+    add_questions_argument(parser)
     parser.add_argument(
         "--methods",
         default=",".join(DEFAULT_METHODS),

@@ -28,8 +28,16 @@ from typing import Any, cast
 
 import httpx
 
-from benchmarks.common import DEFAULT_QUESTIONS, load_first_turns, log
-from benchmarks.speed_common import BEAMS, PAPER, WARM_PROMPT, ratio, table, verdict
+from benchmarks.common import load_first_turns, log
+from benchmarks.speed_common import (
+    BEAMS,
+    PAPER,
+    WARM_PROMPT,
+    add_questions_argument,
+    ratio,
+    table,
+    verdict,
+)
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.engines import EngineSpec, get_engine
 from langchain_darwin.graph.state import DarwinOutput
@@ -310,12 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompts", type=int, default=3, help="MT-Bench first turns to run")
     parser.add_argument("--max-tokens", type=int, default=256, help="tokens per answer")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--questions",
-        type=Path,
-        default=None,
-        help=f"MT-Bench questions jsonl (default {DEFAULT_QUESTIONS})",
-    )
+    add_questions_argument(parser)
     parser.add_argument(
         "--base-url",
         help="the server (http://host:port/v1); default: start one (tests.servers) and stop "

@@ -73,8 +73,13 @@ def test_windowed_relevance_reads_every_part_of_a_long_answer() -> None:
     assert windowed._windows(" ".join(["w"] * 100 + ["x"] * 20))[-1].endswith("x")
     assert len(windowed._windows(" ".join(["w"] * 100 + ["x"] * 20))) == 3
     assert windowed._windows("short answer") == ["short answer"]
+    from langchain_darwin.inprocess.default_reward import _load_minilm
+
     used = windowed.score_with_usage(EGG, [on_topic, "  "])
-    assert used.scores[0] == stays and used.positions > len(on_topic.split())  # MiniLM tokens
+    tokenizer = _load_minilm()[0]  # charged: the instruction and every window, as MiniLM read
+    read = [EGG[0]["content"], *windowed._windows(on_topic)]  # them (a blank answer: nothing)
+    expected = sum(len(tokenizer(t, truncation=True, max_length=256)["input_ids"]) for t in read)
+    assert used.scores[0] == stays and used.positions == expected
     with pytest.raises(ValueError, match="window_words"):
         RelevanceReward(window_words=0)
 
