@@ -28,7 +28,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -259,10 +261,24 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run(args: argparse.Namespace) -> None:
+@contextmanager
+def served_policy() -> Iterator[Any]:
+    """A vLLM server of the default policy (logs in benchmarks/out/frontier) and its client,
+    the server stopped on the way out."""
     from langchain_darwin.served.policy import ServedPolicy
     from tests.servers import VLLMServer, policy_dir, start_servers
 
+    logs = REPO_ROOT / "benchmarks" / "out" / "frontier"
+    logs.mkdir(parents=True, exist_ok=True)
+    server = VLLMServer(policy_dir(), "smollm2", logs / "vllm.log")
+    start_servers(server)
+    try:
+        yield ServedPolicy(server.base_url, server.model, timeout=600, max_concurrency=64)
+    finally:
+        server.stop()
+
+
+def run(args: argparse.Namespace) -> None:
     configs = ["bon", *args.configs]
     for name in args.configs:
         parse_config(name)  # a typo fails before the server starts
@@ -279,12 +295,7 @@ def run(args: argparse.Namespace) -> None:
     log(f"{len(jobs)} searches to run ({len(done)} already in {store})")
     if not jobs:
         return
-    logs = REPO_ROOT / "benchmarks" / "out" / "frontier"
-    logs.mkdir(parents=True, exist_ok=True)
-    server = VLLMServer(policy_dir(), "smollm2", logs / "vllm.log")
-    start_servers(server)
-    try:
-        policy = ServedPolicy(server.base_url, server.model, timeout=600, max_concurrency=64)
+    with served_policy() as policy:
         reward = build_reward(args.reward)
 
         def one(q: dict[str, Any], name: str) -> str:
@@ -304,8 +315,6 @@ def run(args: argparse.Namespace) -> None:
                 log(future.result())
         finally:  # stopped (SIGTERM from `timeout`, ^C): searches in flight are dropped
             pool.shutdown(wait=False, cancel_futures=True)
-    finally:
-        server.stop()
 
 
 def main() -> None:

@@ -144,3 +144,34 @@ def test_the_frontier_records_a_pool_and_a_search_the_report_reads() -> None:
     assert last_line(records) == "frontier n=0 " + " ".join(  # no config at m=40
         [f"darwin_minus_bon@{k}x=na" for k in (1, 2, 4)] + [f"lo@{k}x=na" for k in (1, 2, 4)]
     )
+
+
+def test_the_shadow_continues_each_replaced_slot_from_where_it_was_overwritten() -> None:
+    """benchmarks/frontier_shadow.py on the fake engine: every replacement yields a shadow that
+    starts from the overwritten slot's own answer, runs to the length limit (or EOS), and is
+    scored by the steering reward; the slot's final reward is the search's last one."""
+    import argparse
+
+    from benchmarks.frontier import TimedReward
+    from benchmarks.frontier_shadow import shadow_search, summary
+    from langchain_darwin.rewards import CallableReward
+    from tests.fake_engine import FakeEngine
+
+    reward = TimedReward(CallableReward(lambda _c, answer: answer.count("e")))
+    args = argparse.Namespace(max_tokens=48, seed=0)
+    question = {"id": 81, "prompt": "Write a poem about the sea.", "half": "tune"}
+    record = shadow_search(FakeEngine(), reward, question, "darwin:1:1:16:softmax", args)
+    assert record["events"], "five beams over three periods: some slot is overwritten"
+    assert len(record["slot_finals"]) == 5
+    assert record["final_reward"] >= max(record["slot_finals"])
+    for event in record["events"]:
+        assert event["slot"] != event["donor"] and event["period"] in (0, 1)
+        assert event["shadow_answer"].startswith(event["slot_answer"])
+        assert len(event["shadow_answer"]) > len(event["slot_answer"])
+        assert event["shadow_final"] == float(event["shadow_answer"].count("e"))
+        assert event["slot_final"] == record["slot_finals"][event["slot"]]
+    (head, *periods) = summary([record])
+    assert head.startswith(f"shadow: {len(record['events'])} replacements in 1 of 1 searches")
+    assert len(periods) == len({e["period"] for e in record["events"]})
+    with pytest.raises(SystemExit, match="MC = 1"):
+        shadow_search(FakeEngine(), reward, question, "darwin:2:1:16", args)
