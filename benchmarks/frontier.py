@@ -53,6 +53,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "softmax": {"selection": "softmax", "selection_temperature": 0.5},
     "noseed": {"seed_answer": False},
     "until120": {"replacement_horizon": 120},
+    "hints": {"mutation_source": "hints"},  # fixed answering hints instead of policy rewrites
 }
 
 

@@ -48,6 +48,13 @@ class DarwinConfig(BaseModel):
         None, description="Seed for every random draw; None draws a fresh one per run."
     )
     mutation: bool = Field(True, description="False: beams decode from the original instruction.")
+    mutation_source: Literal["policy", "hints"] = Field(
+        "policy",
+        description="Who writes a cycle's instructions. 'policy' (the paper): the policy "
+        "rewrites the picked instruction. 'hints': the picked instruction plus one fixed "
+        "answering hint each (mutation.HINTS), no policy call: the intent cannot drift, for a "
+        "policy too small to rewrite an instruction without changing what it asks.",
+    )
     keep_picked: bool = Field(
         False,
         description="One instruction slot per cycle keeps the picked instruction unmutated "
@@ -172,6 +179,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "top_k": 40,
         "look_ahead": 0,
         "mutation": True,
+        "mutation_source": "policy",
         "keep_picked": False,
         "proximity_weight": 0.0,
         "replacement": True,

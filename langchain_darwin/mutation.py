@@ -10,6 +10,7 @@ falls back to the instruction, and the count of each is reported.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Sequence
 
@@ -47,6 +48,20 @@ _STOPWORDS = frozenset(
 REWRITE = "rewrite"
 FALLBACK = "fallback"
 ORIGINAL = "original"
+HINT = "hint"
+
+#: Answering hints for ``mutation_source="hints"``: each asks for the same thing in a
+#: different manner, so the beams differ in how they answer, never in what they answer.
+HINTS = (
+    "Answer step by step.",
+    "Give specific details and examples.",
+    "Start with the direct answer, then explain it.",
+    "Keep the answer clear, accurate and well organised.",
+    "Cover the most important points first.",
+    "Use plain language that a beginner can follow.",
+    "Write a complete answer and finish it.",
+    "Be concise.",
+)
 
 
 def mutation_prompt(instruction: str) -> str:
@@ -117,4 +132,17 @@ def select_instructions(
             chosen.append(candidate)
     chosen = chosen[:count]
     kinds = [REWRITE] * len(chosen) + [FALLBACK] * (count - len(chosen))
+    return chosen + [instruction] * (count - len(chosen)), kinds
+
+
+def hinted_instructions(
+    instruction: str, count: int, rng: random.Random
+) -> tuple[list[str], list[str]]:
+    """``count`` instructions for the beams and their kinds (hint or fallback): ``instruction``
+    followed by a hint it does not already carry, drawn without repetition; copies of
+    ``instruction`` once the hints run out."""
+    unused = [h for h in HINTS if h not in instruction]
+    hints = rng.sample(unused, min(count, len(unused)))
+    chosen = [f"{instruction.rstrip()} {hint}" for hint in hints]
+    kinds = [HINT] * len(chosen) + [FALLBACK] * (count - len(chosen))
     return chosen + [instruction] * (count - len(chosen)), kinds

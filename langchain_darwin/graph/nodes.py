@@ -21,7 +21,13 @@ from langchain_darwin.graph.draws import keyed_rng, keyed_seed
 from langchain_darwin.graph.guard import proximity
 from langchain_darwin.graph.progress import emit, preview
 from langchain_darwin.graph.state import Beam, Best, DarwinContext, DarwinState, new_beam
-from langchain_darwin.mutation import ORIGINAL, mutation_prompt, select_instructions
+from langchain_darwin.mutation import (
+    HINT,
+    ORIGINAL,
+    hinted_instructions,
+    mutation_prompt,
+    select_instructions,
+)
 from langchain_darwin.policy.base import EngineError, ExtendOutcome, RowRequest, Sampling
 from langchain_darwin.policy.text import answer_text
 from langchain_darwin.rewards.base import RewardError
@@ -154,7 +160,11 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
     seed_beam = state["seed"]
     updates: dict[str, Any] = {}
     kept = 1 if cfg.mutation and cfg.keep_picked else 0  # slot 0 keeps the picked instruction
-    if cfg.mutation:
+    if cfg.mutation and cfg.mutation_source == "hints":
+        rng = keyed_rng(state["seed_value"], state["cycle"], "hints")
+        instructions, kinds = hinted_instructions(instruction, cfg.n_instructions - kept, rng)
+        instructions, kinds = [instruction] * kept + instructions, [ORIGINAL] * kept + kinds
+    elif cfg.mutation:
         prompt = ctx.policy.render([{"role": "user", "content": mutation_prompt(instruction)}])
         budget = 2 * len(ctx.policy.tokenize(instruction)) + MUTATION_SLACK
         line_end = ctx.policy.line_break_ids
@@ -183,6 +193,8 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
     stats["rewrites"] += kinds.count("rewrite")
     stats["fallbacks"] += kinds.count("fallback")
     stats["original"] += kinds.count(ORIGINAL)
+    if HINT in kinds:
+        stats["hints"] = stats.get("hints", 0) + kinds.count(HINT)
     beams: list[Beam] = []
     for index, text in enumerate(instructions):
         prompt = ctx.policy.render(with_instruction(state["conversation"], text))

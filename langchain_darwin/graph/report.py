@@ -82,9 +82,11 @@ def describe_search(summary: dict[str, Any]) -> str:
     if summary["from_seed"]:
         where = "the seed answer (no beam beat one plain sample)"
     else:
-        kind = {"original": "the original instruction", "rewrite": "a rewrite"}.get(
-            summary["kind"], "a fallback to the picked instruction"
-        )
+        kind = {
+            "original": "the original instruction",
+            "rewrite": "a rewrite",
+            "hint": "the instruction with a hint",
+        }.get(summary["kind"], "a fallback to the picked instruction")
         where = f"{summary['winner']}, under {kind}: {summary['instruction']!r}"
     line = f"winner: {where}"
     if summary["best_beam_minus_seed"] is not None:

@@ -43,7 +43,7 @@ class Best(TypedDict):
     score: float
     source: str
     #: What wrote it: "seed", or the kind of its beam's instruction ("original", "rewrite",
-    #: "fallback"); and that instruction (None for the seed answer).
+    #: "hint", "fallback"); and that instruction (None for the seed answer).
     kind: str
     instruction: str | None
 

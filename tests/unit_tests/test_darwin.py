@@ -165,6 +165,22 @@ def test_batch_and_stream_work(tiny_dirs) -> None:
     assert "".join(c.content for c in chunks) == answers[0].content
 
 
+def test_hint_mutation_asks_the_policy_nothing_and_keeps_the_question(tiny_dirs) -> None:
+    """mutation_source='hints': every beam's instruction is the question plus a hint, no
+    mutation tokens are generated, and the winner's kind says which wrote it."""
+    policy_dir, _ = tiny_dirs
+    hinted = DarwinChatModel(
+        model=str(policy_dir), reward_model=vowels, seed=3, mutation_source="hints", **FAST
+    ).invoke("Tell me about eggs")
+    darwin = hinted.response_metadata["darwin"]
+    (instructions,) = darwin["mutated_instructions"]
+    assert len(set(instructions)) == 5
+    assert all(text.startswith("Tell me about eggs ") for text in instructions)
+    assert darwin["mutation_stats"] == {"rewrites": 0, "fallbacks": 0, "original": 0, "hints": 5}
+    assert darwin["usage"]["mutation"] == {"prefilled": 0, "decoded": 0}
+    assert darwin["winner"] is not None
+
+
 def test_keep_picked_holds_one_slot_for_the_unmutated_instruction(tiny_dirs) -> None:
     policy_dir, _ = tiny_dirs
     kept = DarwinChatModel(

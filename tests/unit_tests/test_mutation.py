@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 from langchain_darwin.mutation import (
     FALLBACK,
+    HINT,
+    HINTS,
     REWRITE,
+    hinted_instructions,
     mutation_prompt,
     parse_rewrites,
     rejection_reason,
@@ -100,3 +105,23 @@ def test_example_leak_is_caught_in_the_singular_too() -> None:
     leak = "Describe a vivid character: a dog, a beloved pet with a calm temperament."
     instruction = "Describe the most unique character you have ever met, with vivid detail."
     assert rejection_reason(leak, instruction) == "copies the mutation prompt's worked example"
+
+
+def test_hints_keep_the_instruction_and_add_one_unused_hint_each() -> None:
+    instructions, kinds = hinted_instructions(EGG, 4, random.Random(0))
+    assert kinds == [HINT] * 4
+    hints = [text.removeprefix(EGG + " ") for text in instructions]
+    assert all(text.startswith(EGG + " ") for text in instructions)
+    assert len(set(hints)) == 4 and set(hints) <= set(HINTS)
+    # a hinted instruction mutated again gets a hint it does not carry yet
+    again, _ = hinted_instructions(instructions[0], 3, random.Random(1))
+    assert all(text.startswith(instructions[0] + " ") for text in again)
+    assert hints[0] not in {text.removeprefix(instructions[0] + " ") for text in again}
+
+
+def test_hints_fall_back_to_the_instruction_once_used_up() -> None:
+    every = " ".join([EGG, *HINTS])
+    instructions, kinds = hinted_instructions(every, 2, random.Random(0))
+    assert instructions == [every, every] and kinds == [FALLBACK, FALLBACK]
+    instructions, kinds = hinted_instructions(EGG, len(HINTS) + 2, random.Random(0))
+    assert kinds == [HINT] * len(HINTS) + [FALLBACK] * 2 and instructions[-1] == EGG

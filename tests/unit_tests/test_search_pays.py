@@ -105,19 +105,21 @@ def test_the_paper_preset_is_the_paper_whatever_the_defaults() -> None:
     assert paper.mutation and paper.replacement and paper.seed_answer
     assert paper.iterations == 1 and paper.n_beams == 5 and paper.look_ahead == 0
     assert paper.proximity_weight == 0 and not paper.keep_picked and paper.max_tokens == 64
+    assert paper.mutation_source == "policy"
     with pytest.raises(ValueError, match="unknown preset"):
         DarwinConfig.preset("papr")
     with pytest.raises(ValueError, match="seed_answer=False with iterations=0"):
         DarwinConfig(seed_answer=False, iterations=0)
 
 
-@pytest.mark.parametrize("method", ["darwin", "sample_replace", "sample"])
+@pytest.mark.parametrize("method", ["darwin", "darwin+hints", "sample_replace", "sample"])
 def test_the_summary_says_where_the_winner_came_from(method: str) -> None:
     from langchain_darwin.graph.report import describe_search, search_summary
 
-    config = method_config(
-        method, 5, DarwinConfig(max_tokens=64, replacement_period=32, ignore_eos=True, seed=2)
-    )
+    base = DarwinConfig(max_tokens=64, replacement_period=32, ignore_eos=True, seed=2)
+    if method == "darwin+hints":
+        method, base = "darwin", base.merged(mutation_source="hints")
+    config = method_config(method, 5, base)
     engine = FakeEngine()
     context = DarwinContext(engine, CallableReward(letter_e), engine.new_session())
     out = compiled_graph().invoke(
@@ -138,6 +140,9 @@ def test_the_summary_says_where_the_winner_came_from(method: str) -> None:
         cycle, beam = (int(x) for x in summary["winner"].split()[1::2])
         assert summary["instruction"] == out["mutated_instructions"][cycle][beam]
         expected = "original" if method == "sample_replace" else ("rewrite", "fallback")
+        if config.mutation_source == "hints":
+            expected = "hint"
+            assert "the instruction with a hint" in describe_search(summary)
         assert summary["kind"] in expected
         assert summary["winner"] in describe_search(summary)
     assert f"{summary['best_beam_reward']:.3f}" in describe_search(summary)
