@@ -239,9 +239,10 @@ def default_knobs(config: str) -> bool:
 
 def last_line(records: list[dict[str, Any]]) -> str:
     """``frontier n=Q darwin_minus_bon@1x=.. @2x=.. @4x=.. lo@..``: DARWIN (default knobs,
-    m=40) at 1x, 2x, 4x Best-of-5's beams (nb=1 preferred), minus Best-of-N interpolated at
-    DARWIN's own generated tokens per question; ``lo`` the interval's lower bound; ``n`` the
-    fewest questions behind any of them."""
+    m=40) at 1x, 2x, 4x Best-of-5's beams, minus Best-of-N interpolated at DARWIN's own
+    generated tokens per question; ``lo`` the interval's lower bound; ``n`` the fewest
+    questions behind any of them. A budget is bought with beams per instruction (MC = 1
+    preferred: one cycle, nb = 1, 2, 4), so more cycles (MC = 2, 3) never change this line."""
     rows = {r["config"]: r for r in config_rows(records, None)}
     counts = []  # n: the fewest questions behind any of the three (a capped run may differ)
     diffs, los = [], []
@@ -254,7 +255,7 @@ def last_line(records: list[dict[str, Any]]) -> str:
             and beams_multiple(c) == k
             and default_knobs(c)
         ]
-        names.sort(key=lambda c: int(c.split(":")[2]))  # nb=1 first
+        names.sort(key=lambda c: int(c.split(":")[1]))  # MC=1 first
         if names:
             m, lo, _ = rows[names[0]]["diff"]
             counts.append(rows[names[0]]["n"])

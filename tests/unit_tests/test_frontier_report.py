@@ -57,6 +57,12 @@ def test_the_last_line_pairs_darwin_with_best_of_n_at_its_own_tokens() -> None:
     gain = 2.0 - expected_best(POOL, 5)
     assert line.startswith("frontier n=2 ") and f"darwin_minus_bon@1x={gain:.4f}" in line
     assert "darwin_minus_bon@2x=na" in line and "lo@1x=" in line
+    # 2x: one cycle of nb = 2 is read, not two cycles of nb = 1
+    for config, reward in (("darwin:2:1:40", 9.0), ("darwin:1:2:40", 3.0)):
+        records += [{**r, "config": config, "final_reward": reward, "generated": 1000}
+                    for r in records if r["config"] == "darwin:1:1:40"]  # fmt: skip
+    gain = 3.0 - expected_best(POOL, 7)  # 1000 tokens: 7 samples of the pool
+    assert f"darwin_minus_bon@2x={gain:.4f}" in last_line(records)  # type: ignore[arg-type]
 
 
 HELD = [5.0, -1.0, 2.0, 0.5, 3.0, 7.0, 1.0]  # a held-out score per pool sample
