@@ -4,9 +4,10 @@ records (``frontier-REWARD-answers.json.gz``, committed) so ``--report-only`` re
 - ``held_out``: the reverse likelihood (``benchmarks.quality_registry.reverse_likelihood``,
   validity in docs/quality.md) of every pool sample and every search's answer: does a search
   that wins on its steering reward lose on a score it never saw?
-- ``prefix``: the steering reward of every pool sample cut after 40, 80, ... policy tokens:
-  how well a partial answer's reward ranks final rewards, period by period, on plain samples
-  (nothing replaced, so partial and final are the same answer's).
+- ``prefix``: the steering reward of a question's first 16 pool samples (``--prefix-samples``)
+  cut after 40, 80, ... policy tokens: how well a partial answer's reward ranks final
+  rewards, period by period, on plain samples (nothing replaced, so partial and final are the
+  same answer's).
 
     python -m benchmarks.frontier_answers --reward whole
 """
@@ -49,9 +50,10 @@ def _save(store: Path, scores: dict[str, Any]) -> None:
         json.dump(scores, fh, sort_keys=True)
 
 
-def fill(store: Path, budget_s: float) -> None:
+def fill(store: Path, budget_s: float, prefix_samples: int = 16) -> None:
     """Score what the sidecar lacks, saving as it goes (resumable), for ``budget_s`` at most.
-    The prefix rewards are the steering reward the records were searched with."""
+    The prefix rewards are the steering reward the records were searched with, on the first
+    ``prefix_samples`` of each question's pool (each costs about six reward calls)."""
     from benchmarks.frontier import build_reward
     from benchmarks.frontier_report import load
     from benchmarks.quality_registry import reverse_likelihood
@@ -82,8 +84,8 @@ def fill(store: Path, budget_s: float) -> None:
         if r["config"] == "bon":
             prefix = scores["prefix"].setdefault(qid, {})
             conversation = [{"role": "user", "content": question}]
-            for text in texts:
-                if answer_key(text) in prefix:
+            for index, text in enumerate(texts, start=r.get("pool_start", 0)):
+                if answer_key(text) in prefix or index >= prefix_samples:
                     continue
                 tokens = tokenizer.encode(text, add_special_tokens=False)
                 cuts = [tokenizer.decode(tokens[:n]) for n in range(PERIOD, len(tokens), PERIOD)]
@@ -104,11 +106,15 @@ def main() -> None:
     parser.add_argument("--store", help="default: results/frontier-REWARD.jsonl.gz")
     parser.add_argument("--budget-s", type=float, default=3600)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--prefix-samples", type=int, default=16, help="pool samples per question cut to prefixes"
+    )
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    fill(Path(args.store) if args.store else store_path(args.reward), args.budget_s)
+    store = Path(args.store) if args.store else store_path(args.reward)
+    fill(store, args.budget_s, args.prefix_samples)
 
 
 if __name__ == "__main__":

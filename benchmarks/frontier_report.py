@@ -30,8 +30,8 @@ def load(store: Path) -> list[dict[str, Any]]:
 
 def attach_answer_scores(records: list[dict[str, Any]], scores: dict[str, Any]) -> None:
     """Put the sidecar's scores (benchmarks/frontier_answers.py) on the records: ``held_out``
-    per pool sample or the search's answer, ``prefix`` rewards per pool sample; a record
-    whose answers are not all scored gets none."""
+    per pool sample (only if every sample has one) or the search's answer; ``prefix`` rewards
+    for the pool's first samples, as far as they are cut (the sidecar cuts the first 16)."""
     from benchmarks.frontier_answers import answer_key
 
     for r in records:
@@ -42,9 +42,11 @@ def attach_answer_scores(records: list[dict[str, Any]], scores: dict[str, Any]) 
             if len(answers) != len(r["rewards"]) or None in answers:
                 continue
             keys = [answer_key(a) for a in answers]
-            for field, scored in (("held_out", held), ("prefix", prefix)):
-                if all(k in scored for k in keys):
-                    r[field] = [scored[k] for k in keys]
+            if all(k in held for k in keys):
+                r["held_out"] = [held[k] for k in keys]
+            cut = next((i for i, k in enumerate(keys) if k not in prefix), len(keys))
+            if cut >= 2:
+                r["prefix"] = [prefix[k] for k in keys[:cut]]
         elif r.get("answer") is not None and answer_key(r["answer"]) in held:
             r["held_out"] = held[answer_key(r["answer"])]
 

@@ -96,8 +96,11 @@ def test_held_out_scores_are_read_at_the_searchs_own_tokens() -> None:
     held = {answer_key(a): h for a, h in zip(answers, HELD, strict=True)}
     held[answer_key("the search's")] = 4.0
     records: list[dict[str, object]] = [pool, search]
-    attach_answer_scores(records, {"held_out": {"1": held}, "prefix": {}})  # type: ignore[arg-type]
+    cuts = {answer_key(a): [0.5, float(i)] for i, a in enumerate(answers[:3])}  # first 3 cut
+    scores = {"held_out": {"1": held}, "prefix": {"1": cuts}}
+    attach_answer_scores(records, scores)  # type: ignore[arg-type]
     assert pool["held_out"] == HELD and search["held_out"] == 4.0
+    assert pool["prefix"] == [[0.5, 0.0], [0.5, 1.0], [0.5, 2.0]]  # the pool's cut head
     table = "\n".join(held_out_table(records, None))  # type: ignore[arg-type]
     best2 = expected_best(POOL, 2, HELD)  # 200 tokens: Best-of-2's pick
     assert f"| darwin:1:1:40 | 1 | 4.000 | {4.0 - best2:.3f} | 2.500 |" in table
