@@ -412,6 +412,7 @@ def mutation_stats(records: list[dict[str, Any]]) -> list[str]:
     """(c) share of real rewrites, and the winner's instruction kind."""
     rewrites = sum(r["mutation_stats"]["rewrites"] for r in records if "mutation_stats" in r)
     fallbacks = sum(r["mutation_stats"]["fallbacks"] for r in records if "mutation_stats" in r)
+    hints = sum(r["mutation_stats"].get("hints", 0) for r in records if "mutation_stats" in r)
     kinds: dict[str, int] = defaultdict(int)
     for r in records:
         if r["config"].startswith("darwin:") or r["config"].startswith("mutate"):
@@ -422,7 +423,42 @@ def mutation_stats(records: list[dict[str, Any]]) -> list[str]:
             f"(c) real rewrites {rewrites}/{rewrites + fallbacks} "
             f"({rewrites / (rewrites + fallbacks):.0%}); winners by kind (mutating methods): "
             + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+            + (f"; hinted instructions {hints}" if hints else "")
         )
+    return lines
+
+
+def held_out_links(records: list[dict[str, Any]]) -> list[str]:
+    """Why a search can win on its steering reward and lose on the held-out score: how the
+    two rank a question's plain samples (Spearman, per question), and the held-out score of
+    what each selection returns against its question's pool mean: Best-of-N's pick, and each
+    search's answer by the kind of instruction that wrote it."""
+    pools = {r["qid"]: r for r in records if r["config"] == "bon" and "held_out" in r}
+    if not pools:
+        return []
+    rhos = [
+        rho for p in pools.values() if (rho := spearman(p["rewards"], p["held_out"])) is not None
+    ]
+    lines = [
+        "(f) held-out score against the steering reward: Spearman within a question's pool "
+        f"{_fmt(mean_ci(rhos))} over {len(rhos)} questions; held-out minus the pool's mean:"
+    ]
+    base = {q: statistics.fmean(p["held_out"]) for q, p in pools.items()}
+    for n in (5, 16, 32):
+        if all(len(p["rewards"]) >= n for p in pools.values()):
+            gaps = [
+                expected_best(p["rewards"], n, p["held_out"]) - base[q] for q, p in pools.items()
+            ]
+            lines.append(f"    Best-of-{n}'s pick: {_fmt(mean_ci(gaps))} ({len(gaps)} questions)")
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        if r["config"] != "bon" and "held_out" in r and r["qid"] in base:
+            kind = (r.get("summary") or {}).get("kind") or "none"
+            by_kind[f"{r['config'].split(':')[0]} winner under {kind}"].append(
+                r["held_out"] - base[r["qid"]]
+            )
+    for label, gaps in sorted(by_kind.items()):
+        lines.append(f"    {label}: {_fmt(mean_ci(gaps))} ({len(gaps)} searches)")
     return lines
 
 
@@ -487,6 +523,7 @@ def report(store: Path, plot_path: Path) -> None:
     print("\n".join(partial_vs_final(records)))
     print("\n".join(distinct_finals(records)))
     print("\n".join(mutation_stats(records)))
+    print("\n".join(held_out_links(records)))
     plot(records, plot_path)
     print(f"plot: {plot_path}")
     print(last_line(records))
