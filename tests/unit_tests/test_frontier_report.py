@@ -184,3 +184,18 @@ def test_the_shadow_continues_each_replaced_slot_from_where_it_was_overwritten()
     assert len(periods) == len({e["period"] for e in record["events"]})
     with pytest.raises(SystemExit, match="MC = 1"):
         shadow_search(FakeEngine(), reward, question, "darwin:2:1:16", args)
+
+
+def test_held_out_links_compare_each_selection_with_its_pools_mean() -> None:
+    from benchmarks.frontier_report import held_out_links
+
+    pool = {**pool_record(1, POOL), "held_out": HELD}
+    search = {"qid": 1, "config": "darwin:1:1:40", "held_out": 4.0,
+              "summary": {"kind": "rewrite"}}  # fmt: skip
+    lines = held_out_links([pool, search])
+    rho = spearman(POOL, HELD)
+    assert rho is not None and f"Spearman within a question's pool {rho:.3f}" in lines[0]
+    mean = statistics.fmean(HELD)
+    assert f"Best-of-5's pick: {expected_best(POOL, 5, HELD) - mean:.3f}" in lines[1]
+    assert not any("Best-of-16" in line for line in lines)  # a pool of 7
+    assert f"darwin winner under rewrite: {4.0 - mean:.3f} (1 searches)" in lines[-1]
