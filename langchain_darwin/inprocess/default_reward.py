@@ -304,6 +304,10 @@ class EchoReward(RewardModel):
         return f"EchoReward(n={self.n})"
 
 
+#: The mean token log-likelihood a fluency score never falls below (an empty answer scores it).
+FLUENCY_FLOOR = -10.0
+
+
 class FluencyReward(RewardModel):
     """The policy's mean log-probability per answer token, given the conversation
     (``answer_log_likelihoods``), floored at ``floor``; an empty answer scores ``floor``.
@@ -322,7 +326,7 @@ class FluencyReward(RewardModel):
         self,
         policy: str = "default",
         *,
-        floor: float = -10.0,
+        floor: float = FLUENCY_FLOOR,
         max_answer_tokens: int | None = 64,
         batch_size: int = 8,
     ) -> None:
@@ -360,7 +364,7 @@ class FluencyReward(RewardModel):
         )
 
     def __repr__(self) -> str:
-        floor = "" if self.floor == -10.0 else f", floor={self.floor}"
+        floor = "" if self.floor == FLUENCY_FLOOR else f", floor={self.floor}"
         return (
             f"FluencyReward(policy={self.policy!r}, max_answer_tokens={self.max_answer_tokens}"
             f"{floor})"

@@ -18,7 +18,9 @@ class RewardError(RuntimeError):
 class Scored:
     """One scoring call's scores and what that call alone cost: reward-model ``positions`` it
     read and judge replies it could not parse (``unparsed``). Searches charge these, never a
-    reward's lifetime counters, which concurrent searches sharing the reward all move."""
+    reward's lifetime counters, which concurrent searches sharing the reward all move. A
+    composite reward's positions add up each model's own tokens (the default reward: MiniLM
+    tokens and SmolLM2 positions), a count of work done, not of one model's tokens."""
 
     scores: list[float] = field(default_factory=list)
     positions: int = 0
