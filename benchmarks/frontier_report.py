@@ -462,6 +462,45 @@ def held_out_links(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def knob_pairs(records: list[dict[str, Any]]) -> list[str]:
+    """(4) Each variant against the default knobs at the same method:MC:nb:m, paired by
+    question, per half: knobs are chosen on the tuning half and reported on the other. The
+    held-out score's difference counts the questions whose two answers both have one."""
+    by_config: dict[str, dict[Any, dict[str, Any]]] = defaultdict(dict)
+    for r in records:
+        if r["config"] != "bon":
+            by_config[r["config"]][r["qid"]] = r
+    lines = []
+    for config in sorted(by_config):
+        if default_knobs(config):
+            continue
+        base = ":".join(config.split(":")[:4])
+        defaults = [c for c in by_config if c.startswith(base) and default_knobs(c)]
+        if not defaults:
+            continue
+        ref = by_config[defaults[0]]
+        parts = []
+        for half in ("tune", "held_out"):
+            qids = [q for q, r in by_config[config].items() if q in ref and r["half"] == half]
+            if not qids:
+                continue
+            steer = [by_config[config][q]["final_reward"] - ref[q]["final_reward"] for q in qids]
+            held = [
+                by_config[config][q]["held_out"] - ref[q]["held_out"]
+                for q in qids
+                if "held_out" in by_config[config][q] and "held_out" in ref[q]
+            ]
+            part = f"{half} ({len(qids)}): steering {_fmt(mean_ci(steer))}"
+            if held:
+                part += f", held-out {_fmt(mean_ci(held))} ({len(held)})"
+            parts.append(part)
+        if parts:
+            lines.append(f"    {config} minus {defaults[0]}: " + "; ".join(parts))
+    if lines:
+        lines.insert(0, "(4) knobs against today's defaults, paired by question, per half:")
+    return lines
+
+
 def plot(records: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -524,6 +563,7 @@ def report(store: Path, plot_path: Path) -> None:
     print("\n".join(distinct_finals(records)))
     print("\n".join(mutation_stats(records)))
     print("\n".join(held_out_links(records)))
+    print("\n".join(knob_pairs(records)))
     plot(records, plot_path)
     print(f"plot: {plot_path}")
     print(last_line(records))

@@ -199,3 +199,22 @@ def test_held_out_links_compare_each_selection_with_its_pools_mean() -> None:
     assert f"Best-of-5's pick: {expected_best(POOL, 5, HELD) - mean:.3f}" in lines[1]
     assert not any("Best-of-16" in line for line in lines)  # a pool of 7
     assert f"darwin winner under rewrite: {4.0 - mean:.3f} (1 searches)" in lines[-1]
+
+
+def test_knob_pairs_set_each_variant_against_the_defaults_by_question_and_half() -> None:
+    from benchmarks.frontier_report import knob_pairs
+
+    records = [
+        {"qid": q, "half": half, "config": config, "final_reward": reward, "held_out": held}
+        for q, half in ((1, "tune"), (2, "tune"), (3, "held_out"))
+        for config, reward, held in (
+            ("darwin:1:1:40", 1.0, -2.0),
+            ("darwin:1:1:40:topk", 1.0 + q / 10, -2.0 - q),
+        )
+    ]
+    (title, line) = knob_pairs(records)
+    assert title.startswith("(4)") and line.startswith(
+        "    darwin:1:1:40:topk minus darwin:1:1:40:"
+    )
+    assert "tune (2): steering 0.150 [0.100, 0.200], held-out -1.500 [-2.000, -1.000] (2)" in line
+    assert "held_out (1): steering 0.300, held-out -3.000 (1)" in line  # one: no interval
