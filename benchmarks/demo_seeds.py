@@ -139,11 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     knobs = {**DEMO, "max_tokens": args.max_tokens, "replacement_period": args.replacement_period}
+    from langchain_darwin.config import DarwinConfig
     from langchain_darwin.rewards import default_reward
 
-    # rows scored by another default reward are not this one's: the tag names the reward
+    # rows of another default reward or other default knobs are not these: the tag names both
     reward = hashlib.sha1(repr(default_reward()).encode()).hexdigest()[:8]
-    tag = f"{args.max_tokens}t-m{args.replacement_period}-r{reward}"
+    config = DarwinConfig().merged(**knobs)
+    search = hashlib.sha1(config.model_dump_json().encode()).hexdigest()[:8]
+    tag = f"{args.max_tokens}t-m{args.replacement_period}-r{reward}-c{search}"
     args.out.mkdir(parents=True, exist_ok=True)
     shard, shards = (int(x) for x in args.shard.split("/"))
     store = args.out / f"{tag}-shard{shard}.jsonl"
