@@ -121,6 +121,17 @@ def shadow_search(
     }
 
 
+def counterfactual_gain(record: dict[str, Any]) -> float:
+    """The best final beam of the search minus the best of the same search had nothing been
+    replaced: a slot's first shadow is its unreplaced continuation (it was never replaced
+    before), and a slot never replaced ends as it did."""
+    finals = list(record["slot_finals"])
+    without = list(finals)
+    for event in sorted(record["events"], key=lambda e: e["period"], reverse=True):
+        without[event["slot"]] = event["shadow_final"]  # the earliest event is written last
+    return max(finals) - max(without)
+
+
 def summary(records: list[dict[str, Any]]) -> list[str]:
     """Replaced slot's final minus its shadow's, per search then over searches (a search's
     replacements share its question, so the interval is over searches), and per period."""
@@ -139,6 +150,13 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
         f"replaced slot's final minus its shadow's {mean:+.3f} [{lo:+.3f}, {hi:+.3f}] "
         f"(mean per search, 95% bootstrap over searches); slot ahead in {wins}/{len(events)}",
     ]
+    best = [counterfactual_gain(r) for r in records if r["events"]]
+    bm, blo, bhi = mean_ci(best)
+    lines.append(
+        f"  the search's best beam minus the best without replacement (each replaced slot at "
+        f"its first shadow): {bm:+.3f} [{blo:+.3f}, {bhi:+.3f}]; higher in "
+        f"{sum(b > 0 for b in best)}/{len(best)}, lower in {sum(b < 0 for b in best)}"
+    )
     for period in sorted({e["period"] for e in events}):
         at = [e for e in events if e["period"] == period]
         gap = statistics.fmean(e["slot_final"] - e["shadow_final"] for e in at)

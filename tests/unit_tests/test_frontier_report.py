@@ -179,8 +179,9 @@ def test_the_shadow_continues_each_replaced_slot_from_where_it_was_overwritten()
         assert len(event["shadow_answer"]) > len(event["slot_answer"])
         assert event["shadow_final"] == float(event["shadow_answer"].count("e"))
         assert event["slot_final"] == record["slot_finals"][event["slot"]]
-    (head, *periods) = summary([record])
+    (head, best, *periods) = summary([record])
     assert head.startswith(f"shadow: {len(record['events'])} replacements in 1 of 1 searches")
+    assert best.startswith("  the search's best beam minus the best without replacement")
     assert len(periods) == len({e["period"] for e in record["events"]})
     with pytest.raises(SystemExit, match="MC = 1"):
         shadow_search(FakeEngine(), reward, question, "darwin:2:1:16", args)
@@ -218,3 +219,17 @@ def test_knob_pairs_set_each_variant_against_the_defaults_by_question_and_half()
     )
     assert "tune (2): steering 0.150 [0.100, 0.200], held-out -1.500 [-2.000, -1.000] (2)" in line
     assert "held_out (1): steering 0.300, held-out -3.000 (1)" in line  # one: no interval
+
+
+def test_without_replacement_each_slot_ends_as_its_first_shadow() -> None:
+    from benchmarks.frontier_shadow import counterfactual_gain
+
+    record = {
+        "slot_finals": [3.0, 5.0, 1.0],
+        "events": [  # slot 1 replaced twice: its first shadow (period 0) is the unreplaced one
+            {"period": 2, "slot": 1, "shadow_final": 6.0},
+            {"period": 0, "slot": 1, "shadow_final": 2.0},
+            {"period": 1, "slot": 2, "shadow_final": 4.0},
+        ],
+    }
+    assert counterfactual_gain(record) == 5.0 - 4.0
