@@ -116,15 +116,18 @@ def bon_curve(pool: dict[str, Any]) -> list[dict[str, float]]:
     return curve
 
 
-def bon_at(curve: list[dict[str, float]], tokens: float, key: str = "reward") -> tuple[float, bool]:
-    """Best-of-N's reward (or ``key``) at ``tokens`` generated tokens, linear between integer
-    N; past the pool it is clamped at the largest N (second value True: the comparison
-    favours the search)."""
-    if tokens <= curve[0]["generated"]:
+def bon_at(
+    curve: list[dict[str, float]], tokens: float, key: str = "reward", axis: str = "generated"
+) -> tuple[float, bool]:
+    """Best-of-N's reward (or ``key``) at ``tokens`` generated tokens (or at that value of
+    ``axis``, which grows with N), linear between integer N; past the pool it is clamped at
+    the largest N (second value True: the comparison favours the search)."""
+    if tokens <= curve[0][axis]:
         return curve[0][key], False
     for a, b in zip(curve, curve[1:], strict=False):
-        if tokens <= b["generated"]:
-            w = (tokens - a["generated"]) / (b["generated"] - a["generated"])
+        if tokens <= b[axis]:
+            span = b[axis] - a[axis]
+            w = (tokens - a[axis]) / span if span > 0 else 1.0
             return a[key] + w * (b[key] - a[key]), False
     return curve[-1][key], True
 
@@ -282,8 +285,9 @@ def held_out_table(records: list[dict[str, Any]], half: str | None) -> list[str]
         return []
     curves = {q: bon_curve(p) for q, p in pools.items()}
     lines = [
-        "| method | n | held-out score | minus Best-of-N at equal tokens | steering reward |",
-        "|---|---|---|---|---|",
+        "| method | n | held-out score | minus Best-of-N at equal tokens | steering reward "
+        "| minus Best-of-N at equal steering reward |",
+        "|---|---|---|---|---|---|",
     ]
     size = min(len(c) for c in curves.values())
     for n in (1, 2, 4, 5, 8, 10, 16, 20, 24, 32):
@@ -291,7 +295,7 @@ def held_out_table(records: list[dict[str, Any]], half: str | None) -> list[str]
             held = mean_ci([c[n - 1]["held_out"] for c in curves.values()])
             steer = mean_ci([c[n - 1]["reward"] for c in curves.values()])
             lines.append(
-                f"| Best-of-{n} (pool) | {len(curves)} | {_fmt(held)} | — | {_fmt(steer)} |"
+                f"| Best-of-{n} (pool) | {len(curves)} | {_fmt(held)} | — | {_fmt(steer)} | — |"
             )
     by_config: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
@@ -301,9 +305,16 @@ def held_out_table(records: list[dict[str, Any]], half: str | None) -> list[str]
         diffs = [
             r["held_out"] - bon_at(curves[r["qid"]], r["generated"], "held_out")[0] for r in rs
         ]
+        # the trade-off: Best-of-N's pick where its expected reward equals the search's
+        at_reward = [
+            bon_at(curves[r["qid"]], r["final_reward"], "held_out", axis="reward") for r in rs
+        ]
+        same = [r["held_out"] - held for r, (held, _) in zip(rs, at_reward, strict=True)]
+        past = sum(out for _, out in at_reward)
         lines.append(
             f"| {config} | {len(rs)} | {_fmt(mean_ci([r['held_out'] for r in rs]))} "
-            f"| {_fmt(mean_ci(diffs))} | {_fmt(mean_ci([r['final_reward'] for r in rs]))} |"
+            f"| {_fmt(mean_ci(diffs))} | {_fmt(mean_ci([r['final_reward'] for r in rs]))} "
+            f"| {_fmt(mean_ci(same))}" + (f" ({past} past the pool)" if past else "") + " |"
         )
     return lines
 

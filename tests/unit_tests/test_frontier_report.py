@@ -104,6 +104,14 @@ def test_held_out_scores_are_read_at_the_searchs_own_tokens() -> None:
     table = "\n".join(held_out_table(records, None))  # type: ignore[arg-type]
     best2 = expected_best(POOL, 2, HELD)  # 200 tokens: Best-of-2's pick
     assert f"| darwin:1:1:40 | 1 | 4.000 | {4.0 - best2:.3f} | 2.500 |" in table
+    # reward 2.5 is above the whole pool's best (2.0): read at Best-of-7, flagged
+    assert f"| 2.500 | {4.0 - expected_best(POOL, 7, HELD):.3f} (1 past the pool) |" in table
+    # on the reward axis Best-of-N is read where its expected best equals the given reward
+    curve = bon_curve({**pool, "held_out": HELD})  # type: ignore[arg-type]
+    a, b = curve[1], curve[2]
+    middle = (a["reward"] + b["reward"]) / 2
+    held, past = bon_at(curve, middle, "held_out", axis="reward")
+    assert held == pytest.approx((a["held_out"] + b["held_out"]) / 2) and not past
 
 
 def test_prefix_spearman_counts_an_ended_sample_at_its_final_reward() -> None:
