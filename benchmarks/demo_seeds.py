@@ -143,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from langchain_darwin.rewards import default_reward
 
     # rows of another default reward or other default knobs are not these: the tag names both
+    # (every DarwinConfig field, so a new knob, even one that changes nothing, starts afresh)
     reward = hashlib.sha1(repr(default_reward()).encode()).hexdigest()[:8]
     config = DarwinConfig().merged(**knobs)
     search = hashlib.sha1(config.model_dump_json().encode()).hexdigest()[:8]

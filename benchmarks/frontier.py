@@ -32,11 +32,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import DEFAULT_QUESTIONS, REPO_ROOT, log, pick_prompts
 from benchmarks.frontier_report import report
 from langchain_darwin.rewards.base import RewardModel, Scored
+
+if TYPE_CHECKING:
+    from langchain_darwin.config import DarwinConfig
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 #: method, MC, nb, m for each searched configuration (the issue's grid; m=80 for two).
@@ -201,21 +204,27 @@ def run_pool(
     }
 
 
+def search_config(name: str, q: dict[str, Any], args: Any) -> DarwinConfig:
+    """The knobs a config name runs with on question ``q`` (seed = ``--seed`` + question id)."""
+    from langchain_darwin.baselines import METHODS
+    from langchain_darwin.config import DarwinConfig
+
+    method, knobs = parse_config(name)
+    return DarwinConfig(
+        max_tokens=args.max_tokens, seed=args.seed + int(q["id"]), **METHODS[method], **knobs
+    )
+
+
 def run_search(
     policy: Any, reward: TimedReward, q: dict[str, Any], name: str, args: Any
 ) -> dict[str, Any]:
     """One search through the graph, recorded with every beam's reward at every period."""
-    from langchain_darwin.baselines import METHODS
-    from langchain_darwin.config import DarwinConfig
     from langchain_darwin.graph.builder import compiled_graph, recursion_limit
     from langchain_darwin.graph.report import search_metadata, search_summary
     from langchain_darwin.graph.state import DarwinContext
     from langchain_darwin.usage import generated_tokens, prefilled_positions
 
-    method, knobs = parse_config(name)
-    config = DarwinConfig(
-        max_tokens=args.max_tokens, seed=args.seed + int(q["id"]), **METHODS[method], **knobs
-    )
+    config = search_config(name, q, args)
     context = DarwinContext(policy, reward, policy.new_session())
     t0 = time.perf_counter()
     out = compiled_graph().invoke(

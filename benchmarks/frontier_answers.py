@@ -53,7 +53,8 @@ def _save(store: Path, scores: dict[str, Any]) -> None:
 def fill(store: Path, budget_s: float, prefix_samples: int = 16) -> None:
     """Score what the sidecar lacks, saving as it goes (resumable), for ``budget_s`` at most.
     The prefix rewards are the steering reward the records were searched with, on the first
-    ``prefix_samples`` of each question's pool (each costs about six reward calls)."""
+    ``prefix_samples`` of each question's pool (each a reward call on about seven texts: its
+    cuts and itself)."""
     from benchmarks.frontier import build_reward
     from benchmarks.frontier_report import load
     from benchmarks.quality_registry import reverse_likelihood

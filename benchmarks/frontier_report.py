@@ -120,8 +120,9 @@ def bon_at(
     curve: list[dict[str, float]], tokens: float, key: str = "reward", axis: str = "generated"
 ) -> tuple[float, bool]:
     """Best-of-N's reward (or ``key``) at ``tokens`` generated tokens (or at that value of
-    ``axis``, which grows with N), linear between integer N; past the pool it is clamped at
-    the largest N (second value True: the comparison favours the search)."""
+    ``axis``, which grows with N), linear between integer N, clamped to N = 1 below the curve
+    and to the largest N past it (second value True: past the pool; on the tokens axis that
+    favours the search)."""
     if tokens <= curve[0][axis]:
         return curve[0][key], False
     for a, b in zip(curve, curve[1:], strict=False):
@@ -485,8 +486,11 @@ def knob_pairs(records: list[dict[str, Any]]) -> list[str]:
     for config in sorted(by_config):
         if default_knobs(config):
             continue
-        base = ":".join(config.split(":")[:4])
-        defaults = [c for c in by_config if c.startswith(base) and default_knobs(c)]
+        base = config.split(":")[:4]  # method, MC, nb, m
+        defaults = sorted(  # the name without a variant first, then by name: a stable choice
+            (c for c in by_config if c.split(":")[:4] == base and default_knobs(c)),
+            key=lambda c: (c.count(":"), c),
+        )
         if not defaults:
             continue
         ref = by_config[defaults[0]]

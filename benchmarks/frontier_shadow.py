@@ -19,6 +19,7 @@ import argparse
 import copy
 import gzip
 import json
+import signal
 import statistics
 import threading
 import time
@@ -27,7 +28,15 @@ from pathlib import Path
 from typing import Any, cast
 
 from benchmarks.common import REPO_ROOT, log
-from benchmarks.frontier import TimedReward, build_reward, parse_config, questions, served_policy
+from benchmarks.frontier import (
+    TimedReward,
+    _interrupt,
+    build_reward,
+    parse_config,
+    questions,
+    search_config,
+    served_policy,
+)
 from benchmarks.frontier_report import mean_ci
 
 STORE = REPO_ROOT / "benchmarks" / "results" / "frontier-shadow.jsonl.gz"
@@ -37,20 +46,15 @@ def shadow_search(
     policy: Any, reward: TimedReward, q: dict[str, Any], name: str, args: Any
 ) -> dict[str, Any]:
     """One search, then a shadow for every replacement it made (see the module docstring)."""
-    from langchain_darwin.baselines import METHODS
-    from langchain_darwin.config import DarwinConfig
     from langchain_darwin.graph.builder import compiled_graph, recursion_limit
     from langchain_darwin.graph.draws import keyed_seed
     from langchain_darwin.graph.state import DarwinContext
     from langchain_darwin.policy.base import RowRequest, Sampling
     from langchain_darwin.policy.text import answer_text
 
-    method, knobs = parse_config(name)
-    if knobs["iterations"] != 1:
+    config = search_config(name, q, args)  # the frontier's own knobs and seed
+    if config.iterations != 1:
         raise SystemExit(f"{name}: the shadow experiment runs MC = 1 searches only")
-    config = DarwinConfig(
-        max_tokens=args.max_tokens, seed=args.seed + int(q["id"]), **METHODS[method], **knobs
-    )
     conversation = [{"role": "user", "content": q["prompt"]}]
     context = DarwinContext(policy, reward, policy.new_session())
     t0 = time.perf_counter()
@@ -89,7 +93,8 @@ def shadow_search(
         f"e{k}": RowRequest(e["tokens"], config.max_tokens - len(e["answer"]))
         for k, e in enumerate(events)
     }
-    sampling = Sampling(config.temperature, config.top_k, keyed_seed(int(q["id"]), "shadow"))
+    seed = keyed_seed(config.seed or 0, "shadow")
+    sampling = Sampling(config.temperature, config.top_k, seed, ignore_eos=config.ignore_eos)
     outcome = policy.extend(policy.new_session(), rows, sampling) if rows else None
     grown = {k: outcome.rows[k].new_tokens for k in rows} if outcome is not None else {}
     texts = [
@@ -150,12 +155,12 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
         f"replaced slot's final minus its shadow's {mean:+.3f} [{lo:+.3f}, {hi:+.3f}] "
         f"(mean per search, 95% bootstrap over searches); slot ahead in {wins}/{len(events)}",
     ]
-    best = [counterfactual_gain(r) for r in records if r["events"]]
+    best = [counterfactual_gain(r) for r in records]  # a search with no replacement: 0
     bm, blo, bhi = mean_ci(best)
     lines.append(
         f"  the search's best beam minus the best without replacement (each replaced slot at "
-        f"its first shadow): {bm:+.3f} [{blo:+.3f}, {bhi:+.3f}]; higher in "
-        f"{sum(b > 0 for b in best)}/{len(best)}, lower in {sum(b < 0 for b in best)}"
+        f"its first shadow): {bm:+.3f} [{blo:+.3f}, {bhi:+.3f}] over {len(best)} searches; "
+        f"higher in {sum(b > 0 for b in best)}, lower in {sum(b < 0 for b in best)}"
     )
     for period in sorted({e["period"] for e in events}):
         at = [e for e in events if e["period"] == period]
@@ -194,8 +199,9 @@ def main() -> None:
         done = {(r["qid"], r["config"]) for r in load(store)}
         todo = [q for q in questions(args.questions) if (q["id"], args.config) not in done]
         log(f"{len(todo)} searches to run ({len(done)} already in {store})")
+        signal.signal(signal.SIGTERM, _interrupt)  # `timeout` stops the run: stop the server
         if todo:
-            with served_policy() as policy, ThreadPoolExecutor(args.concurrency) as pool:
+            with served_policy() as policy:
                 reward, lock = build_reward("whole"), threading.Lock()
 
                 def one(q: dict[str, Any]) -> str:
@@ -205,8 +211,12 @@ def main() -> None:
                         fh.write(json.dumps(row) + "\n")
                     return f"q{q['id']}: {len(body['events'])} shadows, {body['wall_s']} s"
 
-                for future in as_completed([pool.submit(one, q) for q in todo]):
-                    log(future.result())
+                pool = ThreadPoolExecutor(args.concurrency)
+                try:
+                    for future in as_completed([pool.submit(one, q) for q in todo]):
+                        log(future.result())
+                finally:  # stopped or failed: searches still queued are dropped
+                    pool.shutdown(wait=False, cancel_futures=True)
     for line in summary(load(store)):
         print(line)
 

@@ -52,8 +52,9 @@ class DarwinConfig(BaseModel):
         "policy",
         description="Who writes a cycle's instructions. 'policy' (the paper): the policy "
         "rewrites the picked instruction. 'hints': the picked instruction plus one fixed "
-        "answering hint each (mutation.HINTS), no policy call: the intent cannot drift, for a "
-        "policy too small to rewrite an instruction without changing what it asks.",
+        "answering hint each (mutation.HINTS, 8 of them; slots past those fall back to the "
+        "picked instruction), no policy call: the intent cannot drift, for a policy too small "
+        "to rewrite an instruction without changing what it asks.",
     )
     keep_picked: bool = Field(
         False,

@@ -150,7 +150,9 @@ def seed(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
 
 def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
     """Pick an archived instruction and have the policy rewrite it, one rewrite per sampled
-    sequence; the unfinished seed answer decodes in the same batch."""
+    sequence, the unfinished seed answer decoding in the same batch (``mutation_source=
+    "hints"``: no policy call, the picked instruction plus a hint per slot, and the seed
+    answer decodes with the beams)."""
     cfg, ctx = config_of(state), runtime.context
     usage: Usage = {}
     picked = archive_ops.pick(
