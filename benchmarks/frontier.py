@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import DEFAULT_QUESTIONS, REPO_ROOT, log, pick_prompts
-from benchmarks.frontier_report import report
+from benchmarks.frontier_report import read_rows, report
 from langchain_darwin.rewards.base import RewardModel, Scored
 
 if TYPE_CHECKING:
@@ -256,10 +256,7 @@ def run_search(
 
 def done_keys(store: Path) -> tuple[set[tuple[Any, str]], dict[Any, int]]:
     """The (question, config) searches stored, and each question's pool size so far."""
-    if not store.exists():
-        return set(), {}
-    with gzip.open(store, "rt", encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
+    rows = read_rows(store)
     pool: dict[Any, int] = {}
     for r in rows:
         if r["config"] == "bon":

@@ -20,12 +20,18 @@ BOOT = 2000
 MULTIPLES = (1, 2, 4)
 
 
+def read_rows(store: Path) -> list[dict[str, Any]]:
+    """A gzip store's JSON lines as written (none if there is no store yet)."""
+    if not store.exists():
+        return []
+    with gzip.open(store, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
 def load(store: Path) -> list[dict[str, Any]]:
     if not store.exists():
         raise SystemExit(f"no records at {store}: run python -m benchmarks.frontier first")
-    with gzip.open(store, "rt", encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
-    return join_pools(rows)
+    return join_pools(read_rows(store))
 
 
 def attach_answer_scores(records: list[dict[str, Any]], scores: dict[str, Any]) -> None:
@@ -117,18 +123,18 @@ def bon_curve(pool: dict[str, Any]) -> list[dict[str, float]]:
 
 
 def bon_at(
-    curve: list[dict[str, float]], tokens: float, key: str = "reward", axis: str = "generated"
+    curve: list[dict[str, float]], at: float, key: str = "reward", axis: str = "generated"
 ) -> tuple[float, bool]:
-    """Best-of-N's reward (or ``key``) at ``tokens`` generated tokens (or at that value of
-    ``axis``, which grows with N), linear between integer N, clamped to N = 1 below the curve
-    and to the largest N past it (second value True: past the pool; on the tokens axis that
-    favours the search)."""
-    if tokens <= curve[0][axis]:
+    """Best-of-N's reward (or ``key``) where ``axis`` (generated tokens by default; any
+    value that grows with N) equals ``at``, linear between integer N, clamped to N = 1 below
+    the curve and to the largest N past it (second value True: past the pool; on the tokens
+    axis that favours the search)."""
+    if at <= curve[0][axis]:
         return curve[0][key], False
     for a, b in zip(curve, curve[1:], strict=False):
-        if tokens <= b[axis]:
+        if at <= b[axis]:
             span = b[axis] - a[axis]
-            w = (tokens - a[axis]) / span if span > 0 else 1.0
+            w = (at - a[axis]) / span if span > 0 else 1.0
             return a[key] + w * (b[key] - a[key]), False
     return curve[-1][key], True
 

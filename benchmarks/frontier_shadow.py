@@ -37,7 +37,7 @@ from benchmarks.frontier import (
     search_config,
     served_policy,
 )
-from benchmarks.frontier_report import mean_ci
+from benchmarks.frontier_report import mean_ci, read_rows
 
 STORE = REPO_ROOT / "benchmarks" / "results" / "frontier-shadow.jsonl.gz"
 
@@ -173,13 +173,6 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def load(store: Path) -> list[dict[str, Any]]:
-    if not store.exists():
-        return []
-    with gzip.open(store, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=12, help="stratified MT-Bench count")
@@ -196,7 +189,7 @@ def main() -> None:
 
         torch.set_num_threads(1)  # the vLLM server needs the cores more
         parse_config(args.config)
-        done = {(r["qid"], r["config"]) for r in load(store)}
+        done = {(r["qid"], r["config"]) for r in read_rows(store)}
         todo = [q for q in questions(args.questions) if (q["id"], args.config) not in done]
         log(f"{len(todo)} searches to run ({len(done)} already in {store})")
         signal.signal(signal.SIGTERM, _interrupt)  # `timeout` stops the run: stop the server
@@ -217,7 +210,7 @@ def main() -> None:
                         log(future.result())
                 finally:  # stopped or failed: searches still queued are dropped
                     pool.shutdown(wait=False, cancel_futures=True)
-    for line in summary(load(store)):
+    for line in summary(read_rows(store)):
         print(line)
 
 
