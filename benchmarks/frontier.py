@@ -54,6 +54,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "": {},
     "topk": {"selection": "top_k"},  # the paper's selection (the default until softmax won)
     "softmax": {"selection": "softmax", "selection_temperature": 0.5},
+    # rewrites that read as statements or answers fall back to the instruction
+    "asks": {"selection": "softmax", "selection_temperature": 0.5, "rewrites_must_ask": True},
     "noseed": {"seed_answer": False},
     "until120": {"replacement_horizon": 120},
     "hints": {"mutation_source": "hints"},  # fixed answering hints instead of policy rewrites

@@ -56,6 +56,13 @@ class DarwinConfig(BaseModel):
         "picked instruction), no policy call: the intent cannot drift, for a policy too small "
         "to rewrite an instruction without changing what it asks.",
     )
+    rewrites_must_ask: bool = Field(
+        False,
+        description="A policy rewrite must still read as a request (a question, an "
+        "imperative, 'I want ...') when the instruction does; a small policy often 'rewrites' a "
+        "question into a statement or an answer, and the beam then answers something else. "
+        "Rejected rewrites fall back to the instruction.",
+    )
     keep_picked: bool = Field(
         False,
         description="One instruction slot per cycle keeps the picked instruction unmutated "
@@ -181,6 +188,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "look_ahead": 0,
         "mutation": True,
         "mutation_source": "policy",
+        "rewrites_must_ask": False,
         "keep_picked": False,
         "proximity_weight": 0.0,
         "replacement": True,

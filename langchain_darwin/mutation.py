@@ -6,6 +6,11 @@ silently explores nothing. Here each sampled sequence is asked for *one* rewrite
 them decodes together), the parser accepts a numbered list too, and every candidate must be
 non-empty, new, of sensible length and share content words with the instruction. What fails
 falls back to the instruction, and the count of each is reported.
+
+A small policy also "rewrites" a question into a statement or an answer ("The area of the
+triangle is 1."); a beam given one answers something else (docs/quality.md). With
+``must_ask`` such a candidate is rejected too: it has to read as a request, as the
+instruction does.
 """
 
 from __future__ import annotations
@@ -38,6 +43,27 @@ _LABEL = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[a-z0-9]+")
+_CLAUSE = re.compile(r"(?<=[.!?:;])\s+|\n+")
+_CLAUSE_WORD = re.compile(r"[a-z']+")
+#: Words a request's clause opens with: imperatives, question words, modal openers.
+_REQUEST_OPENERS = frozenset(
+    """write describe explain compose provide give list create draft imagine pretend act suppose
+    tell help summarize summarise compare discuss identify calculate find solve develop implement
+    design evaluate analyze analyse suggest share please can could would will how what why which
+    who whom whose when where is are do does did should consider outline present rewrite edit
+    craft generate propose offer define determine estimate name rank recommend illustrate show
+    use assume read given let elaborate construct choose select translate picture embody assess
+    examine extract return output rate reply respond answer parse improve revise correct fix
+    prove derive convert classify sort plan prepare predict demonstrate detail include focus
+    highlight mention specify brainstorm debate argue justify reformulate rephrase paraphrase
+    shorten expand continue complete fill make build draw sketch take rework modify update amend
+    come pick express change turn put add remove count check print compute verify simulate
+    interpret clarify investigate research optimize optimise""".split()
+)
+#: A request in the first person.
+_WANTS = tuple(
+    f"{who} {want}" for who in ("i", "we") for want in ("want", "need", "wish", "would like")
+) + ("i'd like", "we'd like")
 _STOPWORDS = frozenset(
     "the a an and or of to in on for with about from into your you me my is are be can could "
     "would should will this that these those it its as at by how what why when which who do "
@@ -97,8 +123,24 @@ def _content_words(text: str) -> set[str]:
 _EXAMPLE_WORDS = frozenset(_content_words(f"{EXAMPLE_INSTRUCTION} {EXAMPLE_REWRITE}"))
 
 
-def rejection_reason(candidate: str, instruction: str) -> str | None:
-    """Why ``candidate`` is not a usable rewrite of ``instruction`` (None if it is)."""
+def reads_as_request(text: str) -> bool:
+    """Whether some clause of ``text`` asks for something: it ends with a question mark, opens
+    with an imperative or a question word, or says "I want/need/would like"."""
+    for clause in _CLAUSE.split(text.strip()):
+        clause = clause.strip().strip("\"'`*()[] ")
+        if clause.endswith("?"):
+            return True
+        words = _CLAUSE_WORD.findall(clause.lower())
+        if _CLAUSE_WORD.match(clause.lower()) and words[0] in _REQUEST_OPENERS:
+            return True
+        if " ".join(words[:3]).startswith(_WANTS):
+            return True
+    return False
+
+
+def rejection_reason(candidate: str, instruction: str, must_ask: bool = False) -> str | None:
+    """Why ``candidate`` is not a usable rewrite of ``instruction`` (None if it is). With
+    ``must_ask``, a candidate must read as a request whenever ``instruction`` does."""
     cand, orig = candidate.strip(), instruction.strip()
     if not cand:
         return "empty"
@@ -113,20 +155,23 @@ def rejection_reason(candidate: str, instruction: str) -> str | None:
     # A small model often rewrites the prompt's worked example instead (dogs as pets).
     if len((_EXAMPLE_WORDS - words) & cand_words) >= 2:
         return "copies the mutation prompt's worked example"
+    if must_ask and reads_as_request(orig) and not reads_as_request(cand):
+        return "not a request (a statement or an answer instead of an instruction)"
     return None
 
 
 def select_instructions(
-    replies: Sequence[str], instruction: str, count: int
+    replies: Sequence[str], instruction: str, count: int, must_ask: bool = False
 ) -> tuple[list[str], list[str]]:
     """``count`` instructions for the beams and their kinds (rewrite or fallback):
-    valid, deduplicated rewrites first, then copies of ``instruction``."""
+    valid, deduplicated rewrites first (``must_ask``: see :func:`rejection_reason`), then
+    copies of ``instruction``."""
     chosen: list[str] = []
     seen = {" ".join(instruction.lower().split())}
     for reply in replies:
         for candidate in parse_rewrites(reply):
             key = " ".join(candidate.lower().split())
-            if key in seen or rejection_reason(candidate, instruction):
+            if key in seen or rejection_reason(candidate, instruction, must_ask):
                 continue
             seen.add(key)
             chosen.append(candidate)

@@ -182,7 +182,9 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
             )
         outcome = _extend(ctx, state, "mutate", rows, _sampling(cfg, state, "mutate"))
         replies = [ctx.policy.detokenize(outcome.rows[k].new_tokens) for k in rows if k != SEED_ROW]
-        instructions, kinds = select_instructions(replies, instruction, cfg.n_instructions - kept)
+        instructions, kinds = select_instructions(
+            replies, instruction, cfg.n_instructions - kept, cfg.rewrites_must_ask
+        )
         instructions, kinds = [instruction] * kept + instructions, [ORIGINAL] * kept + kinds
         usage = charge("mutation", outcome, (k for k in rows if k != SEED_ROW))
         if SEED_ROW in rows:

@@ -12,6 +12,7 @@ from langchain_darwin.mutation import (
     hinted_instructions,
     mutation_prompt,
     parse_rewrites,
+    reads_as_request,
     rejection_reason,
     select_instructions,
 )
@@ -105,6 +106,58 @@ def test_example_leak_is_caught_in_the_singular_too() -> None:
     leak = "Describe a vivid character: a dog, a beloved pet with a calm temperament."
     instruction = "Describe the most unique character you have ever met, with vivid detail."
     assert rejection_reason(leak, instruction) == "copies the mutation prompt's worked example"
+
+
+TRIANGLE = "The vertices of a triangle are at points (0, 0), (-1, 1), and (3, 3). What is the area?"
+
+
+def test_requests_and_statements() -> None:
+    # requests: a question, an imperative (after a label or a preamble), a first-person want
+    for text in (
+        EGG,
+        "Explain step by step how to boil an egg.",
+        "Instructions: Share a list of 4 jokes with a humorous twist.",
+        "Photosynthesis is vital for life on Earth. Could you explain its two main stages",
+        "I'd like a short recipe for boiled eggs.",
+        "Please provide a detailed narrative of the financial report.",
+    ):
+        assert reads_as_request(text), text
+    # statements and answers, as SmolLM2-135M "rewrote" MT-Bench questions (frontier records)
+    for text in (
+        "The vertices of a triangle are at points (0, 0), (1, 1), and (3, 3) are equidistant "
+        "from the origin (1, 1) and (3, 3). The area of the triangle is 1.",
+        "In quantum physics, superposition refers to a phenomenon where a system can exist in "
+        "multiple states simultaneously.",
+        "I'm excited to share my travel blog post about a recent trip to Hawaii.",
+        "I like boiled eggs.",
+        "",
+    ):
+        assert not reads_as_request(text), text
+
+
+def test_must_ask_rejects_a_statement_only_when_the_instruction_asks() -> None:
+    answer = "The area of the triangle is 1, since its vertices lie on one line through (0, 0)."
+    assert rejection_reason(answer, TRIANGLE) is None  # off by default (the paper has no check)
+    reason = rejection_reason(answer, TRIANGLE, must_ask=True)
+    assert reason is not None and reason.startswith("not a request")
+    ok = "Find the area of the triangle with vertices (0, 0), (-1, 1) and (3, 3)."
+    assert rejection_reason(ok, TRIANGLE, must_ask=True) is None
+    # an instruction that is itself a statement puts no such demand on its rewrites
+    task = "Each problem consists of three statements about the prices of oranges and apples."
+    restated = "Three statements compare the prices of oranges, apples and bananas."
+    assert rejection_reason(restated, task, must_ask=True) is None
+
+
+def test_select_instructions_with_must_ask_falls_back_on_statements() -> None:
+    replies = [
+        "The area of the triangle is 1, as the vertices (0, 0) and (3, 3) lie on a line.",
+        "Compute the area of the triangle whose vertices are (0, 0), (-1, 1) and (3, 3).",
+    ]
+    instructions, kinds = select_instructions(replies, TRIANGLE, 3, must_ask=True)
+    assert instructions == [replies[1], TRIANGLE, TRIANGLE]
+    assert kinds == [REWRITE, FALLBACK, FALLBACK]
+    loose, loose_kinds = select_instructions(replies, TRIANGLE, 3)
+    assert loose[:2] == replies and loose_kinds == [REWRITE, REWRITE, FALLBACK]
 
 
 def test_hints_keep_the_instruction_and_add_one_unused_hint_each() -> None:

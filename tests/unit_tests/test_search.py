@@ -12,7 +12,7 @@ from langchain_core.messages import HumanMessage
 
 from langchain_darwin import DarwinChatModel
 from langchain_darwin.config import DarwinConfig
-from langchain_darwin.policy.base import RowRequest, Sampling
+from langchain_darwin.policy.base import RowRequest, RowResult, Sampling
 from langchain_darwin.rewards import CallableReward, RewardModel
 from langchain_darwin.search import SearchService
 from tests.fake_engine import FakeEngine, FakeSession
@@ -119,3 +119,39 @@ def test_tools_join_the_prompt_and_the_reward() -> None:
     assert system["role"] == "system" and "boil" in system["content"]
     assert "ToolCallValidity" in repr(search.context.reward)
     search.close()
+
+
+class ScriptedMutator(FakeEngine):
+    """The fake engine, except that mutation rows reply with fixed rewrites in turn: a
+    statement, then a request, like SmolLM2-135M's mix."""
+
+    REPLIES = (
+        "Boiling an egg is easy, and the water does the work.",
+        "Explain how long to boil an egg in water for a firm yolk.",
+    )
+
+    def extend(
+        self,
+        session: FakeSession,
+        rows: Mapping[str, RowRequest],
+        sampling: Sampling,
+        *,
+        commit: bool = True,
+    ) -> Any:
+        out = super().extend(session, rows, sampling, commit=commit)
+        for i, key in enumerate(k for k in rows if k.startswith("mutation")):
+            reply = self.tokenize(self.REPLIES[i % len(self.REPLIES)] + "\n")
+            out.rows[key] = RowResult(reply, True)
+        return out
+
+
+@pytest.mark.parametrize("must_ask", [False, True])
+def test_rewrites_must_ask_reaches_the_mutate_node(must_ask: bool) -> None:
+    service = SearchService(ScriptedMutator(), CallableReward(vowels))
+    ran = service.run(service.prepare(CONVERSATION, CONFIG.merged(rewrites_must_ask=must_ask)))
+    statement, request = ScriptedMutator.REPLIES
+    egg = CONVERSATION[0]["content"]
+    kept = [request] if must_ask else [statement, request]  # the replies repeat: deduplicated
+    assert ran["mutated_instructions"] == [kept + [egg] * (5 - len(kept))]
+    stats = {"rewrites": len(kept), "fallbacks": 5 - len(kept), "original": 0}
+    assert ran["mutation_stats"] == stats
