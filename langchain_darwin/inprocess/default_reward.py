@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from langchain_darwin.config import DEFAULT_RELEVANCE_WEIGHT, DEFAULT_TONE_WEIGHT
+from langchain_darwin.inprocess.likelihood import LikelihoodCache
 from langchain_darwin.rewards.base import Conversation, RewardModel, Scored
 from langchain_darwin.rewards.weighted import WeightedReward
 
@@ -320,6 +321,11 @@ class FluencyReward(RewardModel):
     embedded SmolLM2 reads
     the answers (``policy="default"``), whichever policy wrote them; the weights are the
     in-process policy's own, loaded once per process.
+
+    A search scores its beams every period, each a period longer than last time: with
+    ``prefix_cache`` (the default) the term keeps what it read of up to ``cache_rows``
+    answers (:class:`~langchain_darwin.inprocess.likelihood.LikelihoodCache`), so it reads
+    only the new tokens instead of the whole answer again; ``positions`` counts what it read.
     """
 
     def __init__(
@@ -329,11 +335,19 @@ class FluencyReward(RewardModel):
         floor: float = FLUENCY_FLOOR,
         max_answer_tokens: int | None = 64,
         batch_size: int = 8,
+        prefix_cache: bool = True,
+        cache_rows: int = 32,
     ) -> None:
+        if cache_rows < 1:
+            raise ValueError(f"cache_rows must be at least 1, got {cache_rows}")
         self.policy = policy
         self.floor = floor
         self.max_answer_tokens = max_answer_tokens
         self.batch_size = batch_size
+        self.prefix_cache = prefix_cache
+        self.cache_rows = cache_rows
+        self._cache: LikelihoodCache | None = None
+        self._cache_lock = threading.Lock()
 
     def ready(self) -> None:
         from langchain_darwin.inprocess.models import load_policy
@@ -349,19 +363,28 @@ class FluencyReward(RewardModel):
         from langchain_darwin.inprocess.likelihood import answer_log_likelihoods
         from langchain_darwin.inprocess.models import load_policy
 
-        model, tokenizer = load_policy(self.policy)
-        likelihoods = answer_log_likelihoods(
-            model,
-            tokenizer,
-            conversation,
-            answers,
-            batch_size=self.batch_size,
-            max_answer_tokens=self.max_answer_tokens,
-        )
+        size, cut = self.batch_size, self.max_answer_tokens
+        if self.prefix_cache:
+            read = self._likelihood_cache()
+            likelihoods = read(conversation, answers, batch_size=size, max_answer_tokens=cut)
+        else:
+            model, tokenizer = load_policy(self.policy)
+            likelihoods = answer_log_likelihoods(
+                model, tokenizer, conversation, answers, batch_size=size, max_answer_tokens=cut
+            )
         return Scored(
             [self.floor if ll.mean is None else max(self.floor, ll.mean) for ll in likelihoods],
             sum(ll.positions for ll in likelihoods),
         )
+
+    def _likelihood_cache(self) -> LikelihoodCache:
+        """This scorer's cache of what it read (made on first use: it holds the model)."""
+        from langchain_darwin.inprocess.models import load_policy
+
+        with self._cache_lock:
+            if self._cache is None:
+                self._cache = LikelihoodCache(*load_policy(self.policy), rows=self.cache_rows)
+            return self._cache
 
     def __repr__(self) -> str:
         floor = "" if self.floor == FLUENCY_FLOOR else f", floor={self.floor}"

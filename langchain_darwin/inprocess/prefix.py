@@ -24,8 +24,12 @@ S = TypeVar("S", bound=Hashable)
 
 @dataclass
 class CachedRow:
+    """A cached row: its tokens, their keys and values, and whatever its owner keeps with it
+    (``meta``: a reward's per-position scores, for instance)."""
+
     tokens: list[int]
     kv: RowKV
+    meta: Any = None
 
     def prefix(self, length: int) -> RowKV:
         return self.kv.prefix(length)
@@ -60,11 +64,15 @@ class PrefixStore(Generic[S]):
 @dataclass
 class Prefilled(Generic[K]):
     """Per row: its cache after the forward, its last position's output (when asked for),
-    and how many positions were forwarded for it (rows sharing a context are charged once)."""
+    and how many positions were forwarded for it (rows sharing a context are charged once).
+    With ``read_all``, also the output of every position forwarded for it (``outputs``) and
+    the cached row it continued from with how many of its positions (``sources``)."""
 
     kv: dict[K, RowKV] = field(default_factory=dict)
     last: dict[K, torch.Tensor] = field(default_factory=dict)
     forwarded: dict[K, int] = field(default_factory=dict)
+    outputs: dict[K, torch.Tensor] = field(default_factory=dict)
+    sources: dict[K, tuple[CachedRow | None, int]] = field(default_factory=dict)
 
 
 #: A shared prefix is forwarded once, on its own, only when that saves at least this many
@@ -100,12 +108,16 @@ def prefill(
     pad_id: int,
     device: torch.device,
     need_last: bool = False,
+    read_all: bool = False,
     consume: bool = False,
     evict: Callable[[S], bool] | None = None,
 ) -> Prefilled[K]:
     """Bring each row's cache up to its whole context, reusing the longest cached prefix.
 
     With ``need_last`` at least the final position is forwarded, so its output is known.
+    With ``read_all`` a row not wholly cached forwards its last reused position again, so
+    the outputs kept for it (every forwarded position's) predict each of its new tokens;
+    no shared head is forwarded apart, since its outputs would not reach the rows.
     Identical contexts are forwarded once. One batched forward serves every row: each is
     left-padded twice (before its cached part and before its new part); the mask hides both.
     Rows of ``store`` can leave it once the plan holds what it reuses from them, before the
@@ -114,7 +126,13 @@ def prefill(
     and every row whose key ``evict`` selects.
     """
     out, plans, reused = _plan(
-        forward, store, contexts, pad_id=pad_id, device=device, need_last=need_last
+        forward,
+        store,
+        contexts,
+        pad_id=pad_id,
+        device=device,
+        need_last=need_last,
+        read_all=read_all,
     )
     if consume:
         _consume(store, reused)
@@ -123,7 +141,15 @@ def prefill(
             del store.rows[key]
     reused.clear()
     if plans:
-        forward_plans(forward, plans, out, pad_id=pad_id, device=device, need_last=need_last)
+        forward_plans(
+            forward,
+            plans,
+            out,
+            pad_id=pad_id,
+            device=device,
+            need_last=need_last,
+            read_all=read_all,
+        )
     return out
 
 
@@ -160,6 +186,7 @@ def _plan(
     pad_id: int,
     device: torch.device,
     need_last: bool,
+    read_all: bool = False,
 ) -> tuple[Prefilled[K], list[Plan[K]], dict[int, int]]:
     """Pick each context's cached prefix. Rows fully cached go straight into the result; the
     rest come back as plans, with the most positions taken from each cached row (by id).
@@ -169,7 +196,7 @@ def _plan(
     for key, context in contexts.items():
         groups.setdefault(tuple(context), []).append(key)
     rows: dict[Any, CachedRow] = store.rows  # the store's keys, and _SharedPrefixRow below
-    shared = _shared_prefix(list(groups), store, need_last)
+    shared = 0 if read_all else _shared_prefix(list(groups), store, need_last)
     if shared:
         # Rows that share a prefix nothing cached covers (a prompt read by several beams for
         # the first time): forward it once, then let every row continue from it.
@@ -183,6 +210,11 @@ def _plan(
     for context, keys in groups.items():
         source, kept = search.best_prefix(context)
         kept = min(kept, len(context) - 1) if need_last else kept
+        if read_all and kept < len(context):
+            kept = max(kept - 1, 0)  # the last reused position's output predicts a new token
+        if read_all:
+            for key in keys:
+                out.sources[key] = (source if kept > 0 else None, kept)
         kv = source.prefix(kept) if source is not None and kept > 0 else empty_row()
         if source is not None and kept > 0 and source is not rows.get(_SharedPrefixRow):
             reused[id(source)] = max(reused.get(id(source), 0), kept)
@@ -202,9 +234,11 @@ def forward_plans(
     pad_id: int,
     device: torch.device,
     need_last: bool = False,
+    read_all: bool = False,
 ) -> None:
     """One batched forward of every plan's pending tokens on top of its cached prefix, in a
-    batch of their own; empties ``plans`` (the batch holds their prefixes now)."""
+    batch of their own; empties ``plans`` (the batch holds their prefixes now). ``read_all``
+    keeps the output of each pending position (rows are left-padded: they end at the right)."""
     kept = [len(plan.kv) for plan in plans]
     width_new = max(len(plan.pending) for plan in plans)
     starts = [plan.kv for plan in plans]
@@ -219,11 +253,13 @@ def forward_plans(
     mask = torch.cat([mask_kept.to(device), mask_new.to(device)], dim=1)
     result = forward(ids.to(device), mask, pos.to(device), cache)
     kvs = unstack_rows(cache, mask, range(len(pending_rows)))
-    for i, ((keys, _), kv) in enumerate(zip(pending_rows, kvs, strict=True)):
+    for i, ((keys, pending), kv) in enumerate(zip(pending_rows, kvs, strict=True)):
         for key in keys:
             out.kv[key] = kv
             if need_last and result is not None:
                 out.last[key] = result[i, -1]
+            if read_all and result is not None:
+                out.outputs[key] = result[i, width_new - len(pending) :]
 
 
 #: A row continued from is superseded when at most this many of its positions (a template's

@@ -301,7 +301,9 @@ def test_fluency_reads_the_policy_log_likelihood(tiny_dirs) -> None:
     from langchain_darwin.inprocess.likelihood import answer_log_likelihoods
     from langchain_darwin.inprocess.models import load_policy
 
-    fluency = FluencyReward(str(tiny_dirs[0]), floor=-50.0, max_answer_tokens=None)
+    fluency = FluencyReward(
+        str(tiny_dirs[0]), floor=-50.0, max_answer_tokens=None, prefix_cache=False
+    )
     scores = fluency.score(EGG, [GOOD, "", "Boil it."])
     assert scores[1] == -50.0 and all(math.isfinite(s) for s in scores)
     model, tokenizer = load_policy(str(tiny_dirs[0]))
@@ -320,6 +322,38 @@ def test_fluency_reads_the_policy_log_likelihood(tiny_dirs) -> None:
     used = fluency.score_with_usage(EGG, [GOOD, "", "Boil it."])
     assert used.scores == scores
     assert used.positions == 2 * prompt + batched[0].tokens + batched[2].tokens
+
+
+def test_fluency_cache_matches_a_full_reading_and_reads_only_new_tokens(tiny_dirs) -> None:
+    cached = FluencyReward(str(tiny_dirs[0]), floor=-50.0, max_answer_tokens=None)
+    plain = FluencyReward(
+        str(tiny_dirs[0]), floor=-50.0, max_answer_tokens=None, prefix_cache=False
+    )
+    words = GOOD.split()
+    for period in range(1, 4):
+        grown = " ".join(words[: 5 * period])
+        beams = [
+            grown,  # a beam one period longer each time
+            grown + " Then serve it.",  # a replaced beam: its donor's text, then its own
+            GOOD[: 23 * period],  # cut mid-word: re-tokenized, the last tokens differ
+            "",
+        ]
+        full = plain.score_with_usage(EGG, beams)
+        read = cached.score_with_usage(EGG, beams)
+        assert read.scores == pytest.approx(full.scores, abs=1e-4)
+        if period > 1:  # the prompt and the earlier periods are not read again
+            assert 0 < read.positions < full.positions / 2
+        again = cached.score_with_usage(EGG, beams)  # the same answers: nothing new to read
+        assert again.positions == 0 and again.scores == pytest.approx(read.scores, abs=1e-6)
+    shorter = [" ".join(words[:5]), GOOD[:30]]  # inside answers read before: no reading
+    read = cached.score_with_usage(EGG, shorter)
+    assert read.scores == pytest.approx(plain.score(EGG, shorter), abs=1e-4)
+    small = FluencyReward(str(tiny_dirs[0]), max_answer_tokens=None, cache_rows=1)
+    first = small.score_with_usage(EGG, ["Boil it.", "Fry it."]).positions
+    assert small.score_with_usage(EGG, ["Boil it."]).positions > 0  # evicted: read again
+    assert first > 0
+    with pytest.raises(ValueError, match="cache_rows"):
+        FluencyReward(cache_rows=0)
 
 
 def test_prefix_cached_scoring_matches_full_scoring_and_reads_only_new_tokens(tiny_dirs) -> None:
