@@ -12,6 +12,7 @@ An answer is **complete** when it ended on end-of-sequence before ``max_tokens``
 
     .venv/bin/python benchmarks/demo_seeds.py --seeds 20             # the cli's --demo settings
     .venv/bin/python benchmarks/demo_seeds.py --seeds 20 --max-tokens 192 --replacement-period 48
+    .venv/bin/python benchmarks/demo_seeds.py --seeds 20 --no-plain --knob rewrites_must_ask=true
 
 Each seed runs DARWIN and a plain sample (``iterations=0``, the same seed), as ``darwin PROMPT
 --demo --compare`` does; ``--no-plain`` runs DARWIN alone (then nothing is compared). The
@@ -129,6 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-plain", action="store_true", help="DARWIN only: no plain sample per seed"
     )
+    parser.add_argument(
+        "--knob",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="another DarwinConfig knob for DARWIN (a JSON value), e.g. rewrites_must_ask=true",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     needs = (
@@ -139,6 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     knobs = {**DEMO, "max_tokens": args.max_tokens, "replacement_period": args.replacement_period}
+    for item in args.knob:
+        name, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--knob {item!r}: write NAME=VALUE")
+        try:
+            knobs[name] = json.loads(value)
+        except json.JSONDecodeError:
+            knobs[name] = value  # a bare string such as top_k for selection
     from langchain_darwin.config import DarwinConfig
     from langchain_darwin.rewards import default_reward
 
