@@ -323,9 +323,9 @@ class FluencyReward(RewardModel):
     in-process policy's own, loaded once per process.
 
     A search scores its beams every period, each a period longer than last time: with
-    ``prefix_cache`` (the default) the term keeps what it read of up to ``cache_rows``
-    answers (:class:`~langchain_darwin.inprocess.likelihood.LikelihoodCache`), so it reads
-    only the new tokens instead of the whole answer again; ``positions`` counts what it read.
+    ``prefix_cache`` (the default) the term keeps what it read of recent answers, up to
+    ``cache_mb`` of keys and values (``likelihood.LikelihoodCache``), so it reads only the
+    new tokens instead of the whole answer again; ``positions`` counts what it read.
     """
 
     def __init__(
@@ -336,16 +336,16 @@ class FluencyReward(RewardModel):
         max_answer_tokens: int | None = 64,
         batch_size: int = 8,
         prefix_cache: bool = True,
-        cache_rows: int = 32,
+        cache_mb: float = 512,
     ) -> None:
-        if cache_rows < 1:
-            raise ValueError(f"cache_rows must be at least 1, got {cache_rows}")
+        if cache_mb <= 0:
+            raise ValueError(f"cache_mb must be positive, got {cache_mb}")
         self.policy = policy
         self.floor = floor
         self.max_answer_tokens = max_answer_tokens
         self.batch_size = batch_size
         self.prefix_cache = prefix_cache
-        self.cache_rows = cache_rows
+        self.cache_mb = cache_mb
         self._cache: LikelihoodCache | None = None
         self._cache_lock = threading.Lock()
 
@@ -383,7 +383,8 @@ class FluencyReward(RewardModel):
 
         with self._cache_lock:
             if self._cache is None:
-                self._cache = LikelihoodCache(*load_policy(self.policy), rows=self.cache_rows)
+                size = int(self.cache_mb * 2**20)
+                self._cache = LikelihoodCache(*load_policy(self.policy), max_bytes=size)
             return self._cache
 
     def __repr__(self) -> str:

@@ -65,14 +65,15 @@ class PrefixStore(Generic[S]):
 class Prefilled(Generic[K]):
     """Per row: its cache after the forward, its last position's output (when asked for),
     and how many positions were forwarded for it (rows sharing a context are charged once).
-    With ``read_all``, also the output of every position forwarded for it (``outputs``) and
-    the cached row it continued from with how many of its positions (``sources``)."""
+    With ``read_all``, also the output of every position forwarded for it (``outputs``), and
+    the ``meta`` of the cached row it continued from with how many of that row's positions
+    it reused (``sources``; the row itself is not held, so a consumed row's buffers go)."""
 
     kv: dict[K, RowKV] = field(default_factory=dict)
     last: dict[K, torch.Tensor] = field(default_factory=dict)
     forwarded: dict[K, int] = field(default_factory=dict)
     outputs: dict[K, torch.Tensor] = field(default_factory=dict)
-    sources: dict[K, tuple[CachedRow | None, int]] = field(default_factory=dict)
+    sources: dict[K, tuple[Any, int]] = field(default_factory=dict)
 
 
 #: A shared prefix is forwarded once, on its own, only when that saves at least this many
@@ -214,7 +215,7 @@ def _plan(
             kept = max(kept - 1, 0)  # the last reused position's output predicts a new token
         if read_all:
             for key in keys:
-                out.sources[key] = (source if kept > 0 else None, kept)
+                out.sources[key] = (source.meta if source is not None and kept else None, kept)
         kv = source.prefix(kept) if source is not None and kept > 0 else empty_row()
         if source is not None and kept > 0 and source is not rows.get(_SharedPrefixRow):
             reused[id(source)] = max(reused.get(id(source), 0), kept)

@@ -348,12 +348,16 @@ def test_fluency_cache_matches_a_full_reading_and_reads_only_new_tokens(tiny_dir
     shorter = [" ".join(words[:5]), GOOD[:30]]  # inside answers read before: no reading
     read = cached.score_with_usage(EGG, shorter)
     assert read.scores == pytest.approx(plain.score(EGG, shorter), abs=1e-4)
-    small = FluencyReward(str(tiny_dirs[0]), max_answer_tokens=None, cache_rows=1)
-    first = small.score_with_usage(EGG, ["Boil it.", "Fry it."]).positions
-    assert small.score_with_usage(EGG, ["Boil it."]).positions > 0  # evicted: read again
-    assert first > 0
-    with pytest.raises(ValueError, match="cache_rows"):
-        FluencyReward(cache_rows=0)
+    # the oldest rows go once the cache is full: a tiny cache reads an answer again
+    big = FluencyReward(str(tiny_dirs[0]), max_answer_tokens=None)
+    tiny = FluencyReward(str(tiny_dirs[0]), max_answer_tokens=None, cache_mb=1e-6)
+    for scorer in (big, tiny):
+        scorer.score(EGG, ["Boil it."])
+        scorer.score(EGG, ["Fry it in a pan with butter."])
+    assert big.score_with_usage(EGG, ["Boil it."]).positions == 0
+    assert tiny.score_with_usage(EGG, ["Boil it."]).positions > 0
+    with pytest.raises(ValueError, match="cache_mb"):
+        FluencyReward(cache_mb=0)
 
 
 def test_prefix_cached_scoring_matches_full_scoring_and_reads_only_new_tokens(tiny_dirs) -> None:
