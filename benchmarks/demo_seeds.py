@@ -135,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="another DarwinConfig knob for DARWIN (a JSON value), e.g. rewrites_must_ask=true",
+        help="another DarwinConfig knob (a JSON value), e.g. rewrites_must_ask=true; the plain "
+        "sample runs with it too (iterations=0: it decodes no beams)",
     )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -151,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         name, sep, value = item.partition("=")
         if not sep:
             parser.error(f"--knob {item!r}: write NAME=VALUE")
+        if name in DEMO:
+            parser.error(f"--knob {name}: use --{name.replace('_', '-')}")
         try:
             knobs[name] = json.loads(value)
         except json.JSONDecodeError:

@@ -45,25 +45,35 @@ _LABEL = re.compile(
 _WORD = re.compile(r"[a-z0-9]+")
 _CLAUSE = re.compile(r"(?<=[.!?:;])\s+|\n+")
 _CLAUSE_WORD = re.compile(r"[a-z']+")
-#: Words a request's clause opens with: imperatives, question words, modal openers.
-_REQUEST_OPENERS = frozenset(
+#: Words that open a question (only at a clause's start: "..., which was" is no request).
+_QUESTION_OPENERS = frozenset(
+    "how what why which who whom whose where is are do does did should can could would will".split()
+)
+#: Imperatives a request opens with, at a clause's start or after a short leading phrase
+#: ("In under 200 words, describe ...").
+_IMPERATIVES = frozenset(
     """write describe explain compose provide give list create draft imagine pretend act suppose
     tell help summarize summarise compare discuss identify calculate find solve develop implement
-    design evaluate analyze analyse suggest share please can could would will how what why which
-    who whom whose when where is are do does did should consider outline present rewrite edit
+    design evaluate analyze analyse suggest share please consider outline present rewrite edit
     craft generate propose offer define determine estimate name rank recommend illustrate show
-    use assume read given let elaborate construct choose select translate picture embody assess
+    use assume read let let's elaborate construct choose select translate picture embody assess
     examine extract return output rate reply respond answer parse improve revise correct fix
     prove derive convert classify sort plan prepare predict demonstrate detail include focus
     highlight mention specify brainstorm debate argue justify reformulate rephrase paraphrase
     shorten expand continue complete fill make build draw sketch take rework modify update amend
     come pick express change turn put add remove count check print compute verify simulate
-    interpret clarify investigate research optimize optimise""".split()
+    interpret clarify investigate research optimize optimise start begin""".split()
 )
-#: A request in the first person.
+#: Words skipped before a request's first word ("Now, find", "Briefly describe").
+_LEADING = frozenset("now then also next finally first kindly so and".split())
+#: A request in the first person, word by word.
 _WANTS = tuple(
-    f"{who} {want}" for who in ("i", "we") for want in ("want", "need", "wish", "would like")
-) + ("i'd like", "we'd like")
+    (*who, *want)
+    for who in (("i",), ("we",))
+    for want in (("want",), ("need",), ("wish",), ("would", "like"))
+) + (("i'd", "like"), ("we'd", "like"))
+#: Words of a short phrase that may lead a request ("As a travel blogger, compose ...").
+_LEAD_PHRASE_WORDS = 12
 _STOPWORDS = frozenset(
     "the a an and or of to in on for with about from into your you me my is are be can could "
     "would should will this that these those it its as at by how what why when which who do "
@@ -123,17 +133,32 @@ def _content_words(text: str) -> set[str]:
 _EXAMPLE_WORDS = frozenset(_content_words(f"{EXAMPLE_INSTRUCTION} {EXAMPLE_REWRITE}"))
 
 
+def _opens_request(clause: str, after_phrase: bool = False) -> bool:
+    words = _CLAUSE_WORD.findall(clause.lower())
+    if not _CLAUSE_WORD.match(clause.lower()):
+        return False  # the clause opens with a number or a symbol, not a word
+    while len(words) > 1 and (words[0] in _LEADING or words[0].endswith("ly")):
+        words = words[1:]
+    if words[:3] == ["let", "me", "know"]:  # the close of an answer, not a request
+        return False
+    if words[0] in _IMPERATIVES or (not after_phrase and words[0] in _QUESTION_OPENERS):
+        return True
+    return not after_phrase and any(tuple(words[: len(w)]) == w for w in _WANTS)
+
+
 def reads_as_request(text: str) -> bool:
     """Whether some clause of ``text`` asks for something: it ends with a question mark, opens
-    with an imperative or a question word, or says "I want/need/would like"."""
+    with an imperative or a question word (after "now", "briefly" and the like), opens with
+    an imperative after a short leading phrase, or says "I want/need/would like". A label
+    alone ("Answer:") is no clause."""
     for clause in _CLAUSE.split(text.strip()):
         clause = clause.strip().strip("\"'`*()[] ")
-        if clause.endswith("?"):
+        if clause.endswith(":") and len(clause.split()) <= 2:
+            continue
+        if clause.endswith("?") or _opens_request(clause):
             return True
-        words = _CLAUSE_WORD.findall(clause.lower())
-        if _CLAUSE_WORD.match(clause.lower()) and words[0] in _REQUEST_OPENERS:
-            return True
-        if " ".join(words[:3]).startswith(_WANTS):
+        lead, comma, rest = clause.partition(",")
+        if comma and len(lead.split()) <= _LEAD_PHRASE_WORDS and _opens_request(rest.strip(), True):
             return True
     return False
 

@@ -120,6 +120,11 @@ def test_requests_and_statements() -> None:
         "Photosynthesis is vital for life on Earth. Could you explain its two main stages",
         "I'd like a short recipe for boiled eggs.",
         "Please provide a detailed narrative of the financial report.",
+        "As a travel blogger, compose a post about Hawaii.",  # a short leading phrase
+        "In under 200 words, describe a recent trip to Hawaii.",
+        "Briefly describe how to boil an egg.",  # a leading adverb
+        "Now, find the area of the triangle.",
+        "Let's write a poem about the sea.",
     ):
         assert reads_as_request(text), text
     # statements and answers, as SmolLM2-135M "rewrote" MT-Bench questions (frontier records)
@@ -130,6 +135,10 @@ def test_requests_and_statements() -> None:
         "multiple states simultaneously.",
         "I'm excited to share my travel blog post about a recent trip to Hawaii.",
         "I like boiled eggs.",
+        "I wanted to share my trip.",
+        "Answer: The area of the triangle is 1.",  # a label is no imperative
+        "This phenomenon, which Einstein first observed, is odd.",  # a relative clause
+        "The area is 3. Let me know if you need anything else.",
         "",
     ):
         assert not reads_as_request(text), text
