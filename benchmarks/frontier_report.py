@@ -540,7 +540,9 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
     fams: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         fams[family(row["config"])].append(row)
-    for fam, pts in sorted(fams.items()):
+    colours = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
+    markers = "osD^v<>ph*"
+    for i, (fam, pts) in enumerate(sorted(fams.items())):  # one colour and marker each
         pts.sort(key=lambda r: r["generated"])
         y = [p["reward"][0] for p in pts]
         err = [
@@ -548,7 +550,15 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
             [p["reward"][2] - p["reward"][0] for p in pts],
         ]
         err = [[0 if math.isnan(e) else e for e in side] for side in err]
-        ax.errorbar([p["generated"] for p in pts], y, yerr=err, fmt="o-", capsize=3, label=fam)
+        ax.errorbar(
+            [p["generated"] for p in pts],
+            y,
+            yerr=err,
+            fmt=f"{markers[i % len(markers)]}-",
+            color=colours[i % len(colours)],
+            capsize=3,
+            label=fam,
+        )
     ax.set_xscale("log")
     ax.set_xlabel("policy tokens generated per question (log)")
     ax.set_ylabel("steering reward (mean, 95% CI over questions)")
