@@ -102,7 +102,6 @@ class LikelihoodCache:
         self.policy = TransformersPolicy(model, tokenizer)
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
-        self._keep_one = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
         self.max_bytes = max_bytes
         self._sizes: dict[tuple[int, ...], int] = {}
         self._store: PrefixStore[tuple[int, ...]] = PrefixStore()
@@ -147,7 +146,7 @@ class LikelihoodCache:
         if self._store.best_prefix(prompt)[1] == len(prompt):
             return 0
         filled = prefill(
-            self._prefill_only,
+            self.policy.prefill_forward,  # the cache only: no logits to speak of
             self._store,
             {0: prompt},
             pad_id=self.policy.pad_token_id,
@@ -206,19 +205,6 @@ class LikelihoodCache:
         while sum(self._sizes.values()) > self.max_bytes and len(self._store.rows) > 1:
             oldest = next(iter(self._store.rows))
             del self._store.rows[oldest], self._sizes[oldest]
-
-    def _prefill_only(
-        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: DynamicCache
-    ) -> None:
-        """A prefill's forward that wants the cache only (one position of logits at most)."""
-        self.policy.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=pos,
-            use_cache=True,
-            **{self._cache_arg: cache},
-            **self._keep_one,
-        )
 
     def _next_token_logprobs(
         self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: DynamicCache
