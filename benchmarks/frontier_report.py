@@ -542,7 +542,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
         fams[family(row["config"])].append(row)
     colours = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
     markers = "osD^v<>ph*"
-    for i, (fam, pts) in enumerate(sorted(fams.items())):  # one colour and marker each
+    for i, (fam, pts) in enumerate(sorted(fams.items())):  # no two share colour and marker
         pts.sort(key=lambda r: r["generated"])
         y = [p["reward"][0] for p in pts]
         err = [

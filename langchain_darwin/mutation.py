@@ -62,10 +62,15 @@ _IMPERATIVES = frozenset(
     highlight mention specify brainstorm debate argue justify reformulate rephrase paraphrase
     shorten expand continue complete fill make build draw sketch take rework modify update amend
     come pick express change turn put add remove count check print compute verify simulate
-    interpret clarify investigate research optimize optimise start begin""".split()
+    interpret clarify investigate research optimize optimise start begin apply multiply divide
+    simplify integrate differentiate""".split()
 )
-#: Words skipped before a request's first word ("Now, find", "Briefly describe").
-_LEADING = frozenset("now then also next finally first kindly so and".split())
+#: Words skipped before an imperative ("Now, find", "Briefly describe"); never a question
+#: word after them ("Now is the time" is no request).
+_LEADING = frozenset(
+    "now then also next finally first kindly so and briefly clearly concisely carefully "
+    "quickly simply".split()
+)
 #: A request in the first person, word by word.
 _WANTS = tuple(
     (*who, *want)
@@ -137,20 +142,22 @@ def _opens_request(clause: str, after_phrase: bool = False) -> bool:
     words = _CLAUSE_WORD.findall(clause.lower())
     if not _CLAUSE_WORD.match(clause.lower()):
         return False  # the clause opens with a number or a symbol, not a word
-    while len(words) > 1 and (words[0] in _LEADING or words[0].endswith("ly")):
-        words = words[1:]
     if words[:3] == ["let", "me", "know"]:  # the close of an answer, not a request
         return False
-    if words[0] in _IMPERATIVES or (not after_phrase and words[0] in _QUESTION_OPENERS):
+    if not after_phrase and (
+        words[0] in _QUESTION_OPENERS or any(tuple(words[: len(w)]) == w for w in _WANTS)
+    ):
         return True
-    return not after_phrase and any(tuple(words[: len(w)]) == w for w in _WANTS)
+    while len(words) > 1 and words[0] in _LEADING:  # "Now, find", "Briefly describe"
+        words = words[1:]
+    return words[0] in _IMPERATIVES
 
 
 def reads_as_request(text: str) -> bool:
     """Whether some clause of ``text`` asks for something: it ends with a question mark, opens
-    with an imperative or a question word (after "now", "briefly" and the like), opens with
-    an imperative after a short leading phrase, or says "I want/need/would like". A label
-    alone ("Answer:") is no clause."""
+    with a question word, an imperative (also after "now", "briefly" and the like, or after
+    a short leading phrase and a comma), or says "I want/need/would like". A label alone
+    ("Answer:") is no clause."""
     for clause in _CLAUSE.split(text.strip()):
         clause = clause.strip().strip("\"'`*()[] ")
         if clause.endswith(":") and len(clause.split()) <= 2:

@@ -125,6 +125,8 @@ def test_requests_and_statements() -> None:
         "Briefly describe how to boil an egg.",  # a leading adverb
         "Now, find the area of the triangle.",
         "Let's write a poem about the sea.",
+        "Apply the formula to both sides.",  # an imperative that ends in -ly
+        "Reply in French, please.",
     ):
         assert reads_as_request(text), text
     # statements and answers, as SmolLM2-135M "rewrote" MT-Bench questions (frontier records)
@@ -139,6 +141,8 @@ def test_requests_and_statements() -> None:
         "Answer: The area of the triangle is 1.",  # a label is no imperative
         "This phenomenon, which Einstein first observed, is odd.",  # a relative clause
         "The area is 3. Let me know if you need anything else.",
+        "Italy is a country in Europe.",  # a noun in -ly, then "is"
+        "Now is the time to boil the egg.",
         "",
     ):
         assert not reads_as_request(text), text
