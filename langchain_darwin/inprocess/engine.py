@@ -199,6 +199,13 @@ class TransformersPolicy:
     ) -> torch.Tensor:
         """One decoding step: feed each row its last token (``ids``, one column); the next
         token's logits, in float32."""
+        return self.forward_logits(ids, mask, positions, cache)[:, -1, :].float()
+
+    def forward_logits(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache
+    ) -> torch.Tensor:
+        """Forward ``ids`` into ``cache``; the logits of every position (a decoding step
+        keeps the last, a likelihood scorer reads them all)."""
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -206,7 +213,7 @@ class TransformersPolicy:
             use_cache=True,
             **{self._cache_arg: cache},
         )
-        return out.logits[:, -1, :].float()
+        return out.logits
 
 
 class _ExtendCall:

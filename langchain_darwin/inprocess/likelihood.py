@@ -7,7 +7,6 @@ rendered conversation is the condition, never scored.
 
 from __future__ import annotations
 
-import inspect
 import math
 import threading
 from collections.abc import Sequence
@@ -100,8 +99,6 @@ class LikelihoodCache:
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be positive, got {max_bytes}")
         self.policy = TransformersPolicy(model, tokenizer)
-        params = inspect.signature(model.forward).parameters
-        self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self.max_bytes = max_bytes
         self._sizes: dict[tuple[int, ...], int] = {}
         self._store: PrefixStore[tuple[int, ...]] = PrefixStore()
@@ -212,13 +209,7 @@ class LikelihoodCache:
         """The prefill's forward: per position, the log-probability of the row's next token
         (the last column's is a placeholder: its next token is not in the batch). Rows are
         normalised one at a time, so no second (rows x positions x vocabulary) tensor is made."""
-        logits = self.policy.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=pos,
-            use_cache=True,
-            **{self._cache_arg: cache},
-        ).logits
+        logits = self.policy.forward_logits(ids, mask, pos, cache)
         following = torch.cat([ids[:, 1:], ids[:, -1:]], dim=1).to(logits.device)
         picked = torch.empty(ids.shape, dtype=torch.float32)
         for i in range(ids.shape[0]):
