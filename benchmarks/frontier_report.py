@@ -480,14 +480,40 @@ def held_out_links(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def knob_pairs(records: list[dict[str, Any]]) -> list[str]:
-    """(4) Each variant against the default knobs at the same method:MC:nb:m, paired by
-    question, per half: knobs are chosen on the tuning half and reported on the other. The
-    held-out score's difference counts the questions whose two answers both have one."""
+def _by_config(records: list[dict[str, Any]]) -> dict[str, dict[Any, dict[str, Any]]]:
     by_config: dict[str, dict[Any, dict[str, Any]]] = defaultdict(dict)
     for r in records:
         if r["config"] != "bon":
             by_config[r["config"]][r["qid"]] = r
+    return by_config
+
+
+def _paired_halves(runs: dict[Any, dict[str, Any]], ref: dict[Any, dict[str, Any]]) -> str:
+    """``tune (n): steering .., held-out ..; held_out (n): ..``: one config minus another on
+    the questions both ran, per half. The held-out score's difference counts the questions
+    whose two answers both have one."""
+    parts = []
+    for half in ("tune", "held_out"):
+        qids = [q for q, r in runs.items() if q in ref and r["half"] == half]
+        if not qids:
+            continue
+        steer = [runs[q]["final_reward"] - ref[q]["final_reward"] for q in qids]
+        held = [
+            runs[q]["held_out"] - ref[q]["held_out"]
+            for q in qids
+            if "held_out" in runs[q] and "held_out" in ref[q]
+        ]
+        part = f"{half} ({len(qids)}): steering {_fmt(mean_ci(steer))}"
+        if held:
+            part += f", held-out {_fmt(mean_ci(held))} ({len(held)})"
+        parts.append(part)
+    return "; ".join(parts)
+
+
+def knob_pairs(records: list[dict[str, Any]]) -> list[str]:
+    """(4) Each variant against the default knobs at the same method:MC:nb:m, paired by
+    question, per half: knobs are chosen on the tuning half and reported on the other."""
+    by_config = _by_config(records)
     lines = []
     for config in sorted(by_config):
         if default_knobs(config):
@@ -497,28 +523,29 @@ def knob_pairs(records: list[dict[str, Any]]) -> list[str]:
             (c for c in by_config if c.split(":")[:4] == base and default_knobs(c)),
             key=lambda c: (c.count(":"), c),
         )
-        if not defaults:
-            continue
-        ref = by_config[defaults[0]]
-        parts = []
-        for half in ("tune", "held_out"):
-            qids = [q for q, r in by_config[config].items() if q in ref and r["half"] == half]
-            if not qids:
-                continue
-            steer = [by_config[config][q]["final_reward"] - ref[q]["final_reward"] for q in qids]
-            held = [
-                by_config[config][q]["held_out"] - ref[q]["held_out"]
-                for q in qids
-                if "held_out" in by_config[config][q] and "held_out" in ref[q]
-            ]
-            part = f"{half} ({len(qids)}): steering {_fmt(mean_ci(steer))}"
-            if held:
-                part += f", held-out {_fmt(mean_ci(held))} ({len(held)})"
-            parts.append(part)
+        parts = _paired_halves(by_config[config], by_config[defaults[0]]) if defaults else ""
         if parts:
-            lines.append(f"    {config} minus {defaults[0]}: " + "; ".join(parts))
+            lines.append(f"    {config} minus {defaults[0]}: {parts}")
     if lines:
         lines.insert(0, "(4) knobs against today's defaults, paired by question, per half:")
+    return lines
+
+
+def period_pairs(records: list[dict[str, Any]]) -> list[str]:
+    """(4) A longer replacement period against m = 40 with every other setting the same
+    (method, MC, nb, variant), paired by question, per half."""
+    by_config = _by_config(records)
+    lines = []
+    for config in sorted(by_config):
+        fields = config.split(":")
+        if len(fields) < 4 or fields[3] == "40":
+            continue
+        ref = ":".join([*fields[:3], "40", *fields[4:]])
+        parts = _paired_halves(by_config[config], by_config[ref]) if ref in by_config else ""
+        if parts:
+            lines.append(f"    {config} minus {ref}: {parts}")
+    if lines:
+        lines.insert(0, "(4) replacement period m against m = 40, paired by question, per half:")
     return lines
 
 
@@ -595,6 +622,7 @@ def report(store: Path, plot_path: Path) -> None:
     print("\n".join(mutation_stats(records)))
     print("\n".join(held_out_links(records)))
     print("\n".join(knob_pairs(records)))
+    print("\n".join(period_pairs(records)))
     plot(records, plot_path)
     print(f"plot: {plot_path}")
     print(last_line(records))

@@ -230,6 +230,25 @@ def test_knob_pairs_set_each_variant_against_the_defaults_by_question_and_half()
     assert "held_out (1): steering 0.300, held-out -3.000 (1)" in line  # one: no interval
 
 
+def test_period_pairs_set_each_longer_period_against_m40_with_the_same_other_settings() -> None:
+    from benchmarks.frontier_report import period_pairs
+
+    records = [
+        {"qid": q, "half": "tune", "config": config, "final_reward": reward, "held_out": -2.0}
+        for q in (1, 2)
+        for config, reward in (
+            ("darwin:1:2:40:softmax", 1.0),
+            ("darwin:1:2:80:softmax", 1.0 - q / 10),
+            ("darwin:1:2:40", 5.0),  # another variant: not the reference
+            ("sample_replace:1:2:80", 9.0),  # no m = 40 twin: no line
+        )
+    ]
+    (title, line) = period_pairs(records)
+    assert title.startswith("(4) replacement period")
+    assert line.startswith("    darwin:1:2:80:softmax minus darwin:1:2:40:softmax: tune (2): ")
+    assert "steering -0.150 [-0.200, -0.100], held-out 0.000 [0.000, 0.000] (2)" in line
+
+
 def test_without_replacement_each_slot_ends_as_its_first_shadow() -> None:
     from benchmarks.frontier_shadow import counterfactual_gain
 
