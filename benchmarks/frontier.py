@@ -245,6 +245,7 @@ def run_search(
         "answer_ended": bool(meta["answer_tokens"] < args.max_tokens),
         "period_scores": meta["period_scores"],
         "cycle_rewards": meta["cycle_rewards"],
+        "cycle_beams": meta["cycle_beams"],
         "mutation_stats": meta["mutation_stats"],
         "generated": generated_tokens(out["usage"]),
         "prefilled": prefilled_positions(out["usage"]),

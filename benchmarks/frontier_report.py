@@ -446,6 +446,34 @@ def mutation_stats(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def beams_by_kind(records: list[dict[str, Any]]) -> list[str]:
+    """(c) Each beam's final reward by the kind of its instruction, minus the mean of its
+    cycle's beams (averaged per search, interval over searches), per method; records from
+    before ``cycle_beams`` was kept have none. ``mutate_best_of_n`` never replaces, so its
+    beams measure the instruction alone; a DARWIN slot may end on a donor's copied answer."""
+    per_method: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        diffs: dict[str, list[float]] = defaultdict(list)
+        for beams in r.get("cycle_beams") or []:
+            scored = [b for b in beams if b["reward"] is not None]
+            if len({b["kind"] for b in scored}) < 2:
+                continue  # one kind only: nothing to set against
+            mean = statistics.fmean(b["reward"] for b in scored)
+            for b in scored:
+                diffs[b["kind"]].append(b["reward"] - mean)
+        for kind, values in diffs.items():
+            per_method[r["config"].split(":")[0]][kind].append(statistics.fmean(values))
+    lines = []
+    for method, kinds in sorted(per_method.items()):
+        parts = [f"{k} {_fmt(mean_ci(v))} ({len(v)})" for k, v in sorted(kinds.items())]
+        lines.append(f"    {method}: " + "; ".join(parts))
+    if lines:
+        lines.insert(
+            0, "(c) final reward of beams by instruction kind minus their cycle's mean (searches):"
+        )
+    return lines
+
+
 def held_out_links(records: list[dict[str, Any]]) -> list[str]:
     """Why a search can win on its steering reward and lose on the held-out score: how the
     two rank a question's plain samples (Spearman, per question), and the held-out score of
@@ -620,6 +648,7 @@ def report(store: Path, plot_path: Path) -> None:
     print("\n".join(partial_vs_final(records)))
     print("\n".join(distinct_finals(records)))
     print("\n".join(mutation_stats(records)))
+    print("\n".join(beams_by_kind(records)))
     print("\n".join(held_out_links(records)))
     print("\n".join(knob_pairs(records)))
     print("\n".join(period_pairs(records)))

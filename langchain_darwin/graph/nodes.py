@@ -20,7 +20,14 @@ from langchain_darwin.config import DarwinConfig
 from langchain_darwin.graph.draws import keyed_rng, keyed_seed
 from langchain_darwin.graph.guard import proximity
 from langchain_darwin.graph.progress import emit, preview
-from langchain_darwin.graph.state import Beam, Best, DarwinContext, DarwinState, new_beam
+from langchain_darwin.graph.state import (
+    Beam,
+    Best,
+    CycleBeam,
+    DarwinContext,
+    DarwinState,
+    new_beam,
+)
 from langchain_darwin.mutation import (
     HINT,
     ORIGINAL,
@@ -142,6 +149,7 @@ def seed(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
         "stopped": None,
         "cycle_rewards": Overwrite([]),
         "period_scores": Overwrite([]),
+        "cycle_beams": Overwrite([]),
         "mutated_instructions": Overwrite([]),
         "mutation_stats": {"rewrites": 0, "fallbacks": 0, "original": 0},
         "usage": Overwrite(empty_usage()),
@@ -483,12 +491,18 @@ def update_archive(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
     )
     cycle_rewards: list[float | None] = []
     history: list[list[archive_ops.ArchiveEntry]] = []
+    cycle_beams: list[list[CycleBeam]] = []
     if beams:
+        kinds = state.get("instruction_kinds") or []
+        kind_of = [
+            kinds[b["instruction"]] if b["instruction"] < len(kinds) else "original" for b in beams
+        ]
+        cycle_beams.append(
+            [CycleBeam(kind=k, reward=b["reward"]) for k, b in zip(kind_of, beams, strict=True)]
+        )
         i = max(range(len(beams)), key=lambda k: scores.get(f"beam{k}", -math.inf))
         source = f"cycle {cycle} beam {i}"
-        k = beams[i]["instruction"]
-        kinds = state.get("instruction_kinds") or []
-        written_by = (kinds[k] if k < len(kinds) else "original", state["instructions"][k])
+        written_by = (kind_of[i], state["instructions"][beams[i]["instruction"]])
         best = _offer(
             best,
             beams[i]["answer"],
@@ -517,6 +531,7 @@ def update_archive(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
         "archive_history": history,
         "best": best,
         "cycle_rewards": cycle_rewards,
+        "cycle_beams": cycle_beams,
         "cycle": cycle + 1,
         "usage": usage,
     }

@@ -28,6 +28,7 @@ def search_metadata(state: DarwinOutput) -> dict[str, Any]:
         "seed_answer_tokens": len(seed_beam["answer"]),
         "cycle_rewards": state["cycle_rewards"],
         "period_scores": cycle_period_scores(state),
+        "cycle_beams": state.get("cycle_beams", []),
         "mutated_instructions": state["mutated_instructions"],
         "mutation_stats": state["mutation_stats"],
         "archive": state["archive"],

@@ -56,6 +56,15 @@ class PeriodScores(TypedDict):
     rewards: list[float | None]
 
 
+class CycleBeam(TypedDict):
+    """One beam at the end of its mutation cycle: the kind of its slot's instruction
+    ("original", "rewrite", "hint", "fallback") and its final reward. With replacement on, the
+    slot's answer may have been copied from another instruction's beam."""
+
+    kind: str
+    reward: float | None
+
+
 class DarwinInput(TypedDict, total=False):
     conversation: list[dict[str, str]]
     config: dict[str, Any]
@@ -75,6 +84,8 @@ class DarwinOutput(TypedDict, total=False):
     archive: list[ArchiveEntry]
     cycle_rewards: Annotated[list[float | None], operator.add]
     period_scores: Annotated[list[PeriodScores], operator.add]
+    #: Per mutation cycle, each beam's instruction kind and final reward.
+    cycle_beams: Annotated[list[list[CycleBeam]], operator.add]
     mutated_instructions: Annotated[list[list[str]], operator.add]
     mutation_stats: dict[str, int]
     archive_history: Annotated[list[list[ArchiveEntry]], operator.add]

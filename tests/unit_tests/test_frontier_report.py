@@ -249,6 +249,31 @@ def test_period_pairs_set_each_longer_period_against_m40_with_the_same_other_set
     assert "steering -0.150 [-0.200, -0.100], held-out 0.000 [0.000, 0.000] (2)" in line
 
 
+def test_beams_by_kind_set_each_beam_against_its_cycles_mean_per_search() -> None:
+    from benchmarks.frontier_report import beams_by_kind
+
+    def beams(*pairs: tuple[str, float | None]) -> list[dict[str, object]]:
+        return [{"kind": k, "reward": r} for k, r in pairs]
+
+    records = [
+        {"config": "mutate_best_of_n:1:1:40", "cycle_beams": [
+            beams(("rewrite", 1.0), ("rewrite", 2.0), ("fallback", 3.0), ("fallback", None)),
+        ]},
+        {"config": "mutate_best_of_n:2:1:40", "cycle_beams": [
+            beams(("rewrite", 4.0), ("fallback", 2.0)),
+            beams(("fallback", 1.0), ("fallback", 5.0)),  # one kind: left out
+        ]},
+        {"config": "darwin:1:1:40", "period_scores": []},  # an old record: none kept
+    ]  # fmt: skip
+    (title, line) = beams_by_kind(records)
+    assert title.startswith("(c) final reward of beams by instruction kind")
+    # search 1: mean 2.0, rewrite -0.5, fallback +1.0; search 2: mean 3.0, rewrite +1, fallback -1
+    assert line == (
+        "    mutate_best_of_n: fallback 0.000 [-1.000, 1.000] (2); "
+        "rewrite 0.250 [-0.500, 1.000] (2)"
+    )
+
+
 def test_without_replacement_each_slot_ends_as_its_first_shadow() -> None:
     from benchmarks.frontier_shadow import counterfactual_gain
 

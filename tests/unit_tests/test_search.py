@@ -155,3 +155,20 @@ def test_rewrites_must_ask_reaches_the_mutate_node(must_ask: bool) -> None:
     assert ran["mutated_instructions"] == [kept + [egg] * (5 - len(kept))]
     stats = {"rewrites": len(kept), "fallbacks": 5 - len(kept), "original": 0}
     assert ran["mutation_stats"] == stats
+
+
+def test_each_cycle_records_its_beams_instruction_kind_and_final_reward() -> None:
+    """``cycle_beams`` (item 3c's beams by instruction kind): one entry per beam per cycle,
+    the kind of the slot's instruction and the reward the cycle ended with."""
+    service = SearchService(ScriptedMutator(), CallableReward(vowels))
+    ran = service.run(service.prepare(CONVERSATION, CONFIG.merged(iterations=2)))
+    assert len(ran["cycle_beams"]) == 2
+    for cycle, beams in enumerate(ran["cycle_beams"]):
+        kinds = sorted(b["kind"] for b in beams)
+        assert len(beams) == CONFIG.n_beams
+        assert set(kinds) <= {"rewrite", "fallback", "original"}, kinds
+        finals = [p for p in ran["period_scores"] if p["cycle"] == cycle][-1]["rewards"]
+        assert [b["reward"] for b in beams] == finals
+        assert max(b["reward"] for b in beams) == ran["cycle_rewards"][cycle]
+    first = sorted(b["kind"] for b in ran["cycle_beams"][0])
+    assert first == ["fallback"] * 3 + ["rewrite"] * 2  # two distinct replies, then repeats
