@@ -143,9 +143,11 @@ def bon_at(
 
 
 def family(config: str) -> str:
-    """A curve of the plot: the config without its MC, spelled out."""
-    method, _, nb, m, *variant = config.split(":")
-    return f"{method} nb={nb} m={m}" + (f" {variant[0]}" if variant else "")
+    """A curve of the plot: the config without its nb, spelled out, so a method's budgets
+    bought with beams per instruction (the last line's 1x, 2x, 4x) form one curve, and more
+    mutation cycles (MC) a curve of their own."""
+    method, mc, _, m, *variant = config.split(":")
+    return f"{method} MC={mc} m={m}" + (f" {variant[0]}" if variant else "")
 
 
 def beams_multiple(config: str) -> int:
@@ -577,11 +579,18 @@ def period_pairs(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _question_counts(points: list[dict[str, Any]]) -> str:
+    """``40`` or ``16-40``: how many questions stand behind a curve's points."""
+    counts = sorted({p["n"] for p in points})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
 def plot(records: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     curves = [bon_curve(r) for r in records if r["config"] == "bon"]
@@ -612,9 +621,12 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
             fmt=f"{markers[i % len(markers)]}-",
             color=colours[i % len(colours)],
             capsize=3,
-            label=fam,
+            label=f"{fam} ({_question_counts(pts)} q)",
         )
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())  # log-axis minor labels overlap
     ax.set_xlabel("policy tokens generated per question (log)")
     ax.set_ylabel("steering reward (mean, 95% CI over questions)")
     ax.grid(alpha=0.3)
