@@ -561,6 +561,30 @@ def knob_pairs(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def against_darwin(records: list[dict[str, Any]]) -> list[str]:
+    """(4) Every other method and setting against default DARWIN bought with the same beams
+    (MC x nb) through nb at MC = 1, m = 40, paired by question, per half: what replacement
+    alone (``sample_replace``), mutation alone (``mutate_best_of_n``), more cycles or a longer
+    period buy against the search as it ships. Variants of DARWIN's own cell are in
+    ``knob_pairs``."""
+    by_config = _by_config(records)
+    lines = []
+    for config in sorted(by_config):
+        cell = ["darwin", "1", str(beams_multiple(config)), "40"]
+        if config.split(":")[:4] == cell:
+            continue
+        refs = sorted(
+            (c for c in by_config if c.split(":")[:4] == cell and default_knobs(c)),
+            key=lambda c: (c.count(":"), c),
+        )
+        parts = _paired_halves(by_config[config], by_config[refs[0]]) if refs else ""
+        if parts:
+            lines.append(f"    {config} minus {refs[0]}: {parts}")
+    if lines:
+        lines.insert(0, "(4) each setting against default DARWIN with as many beams, per half:")
+    return lines
+
+
 def period_pairs(records: list[dict[str, Any]]) -> list[str]:
     """(4) A longer replacement period against m = 40 with every other setting the same
     (method, MC, nb, variant), paired by question, per half."""
@@ -664,6 +688,7 @@ def report(store: Path, plot_path: Path) -> None:
     print("\n".join(held_out_links(records)))
     print("\n".join(knob_pairs(records)))
     print("\n".join(period_pairs(records)))
+    print("\n".join(against_darwin(records)))
     plot(records, plot_path)
     print(f"plot: {plot_path}")
     print(last_line(records))

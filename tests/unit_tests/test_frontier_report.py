@@ -274,6 +274,30 @@ def test_beams_by_kind_set_each_beam_against_its_cycles_mean_per_search() -> Non
     )
 
 
+def test_against_darwin_pairs_each_setting_with_default_darwin_of_as_many_beams() -> None:
+    from benchmarks.frontier_report import against_darwin
+
+    records = [
+        {"qid": q, "half": "held_out", "config": config, "final_reward": reward}
+        for q in (1, 2, 3)
+        for config, reward in (
+            ("darwin:1:2:40:softmax", 1.0),
+            ("darwin:2:1:40:softmax", 1.0 - q / 10),  # MC = 2: as many beams as nb = 2
+            ("sample_replace:1:2:40:softmax", 1.0 + q / 10),
+            ("darwin:1:2:40:topk", 0.0),  # DARWIN's own cell: knob_pairs' job
+            ("mutate_best_of_n:1:1:40", 0.0),  # no default DARWIN at nb = 1: no line
+        )
+    ]
+    (title, *lines) = against_darwin(records)
+    assert title.startswith("(4) each setting against default DARWIN")
+    assert lines == [
+        "    darwin:2:1:40:softmax minus darwin:1:2:40:softmax: "
+        "held_out (3): steering -0.200 [-0.300, -0.100]",
+        "    sample_replace:1:2:40:softmax minus darwin:1:2:40:softmax: "
+        "held_out (3): steering 0.200 [0.100, 0.300]",
+    ]
+
+
 def test_without_replacement_each_slot_ends_as_its_first_shadow() -> None:
     from benchmarks.frontier_shadow import counterfactual_gain
 
