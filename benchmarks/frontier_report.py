@@ -9,7 +9,7 @@ import json
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -540,25 +540,40 @@ def _paired_halves(runs: dict[Any, dict[str, Any]], ref: dict[Any, dict[str, Any
     return "; ".join(parts)
 
 
-def knob_pairs(records: list[dict[str, Any]]) -> list[str]:
-    """(4) Each variant against the default knobs at the same method:MC:nb:m, paired by
-    question, per half: knobs are chosen on the tuning half and reported on the other."""
+def _default_in(by_config: dict[str, Any], cell: list[str]) -> str | None:
+    """The run of ``cell`` (method, MC, nb, m) with today's default knobs: the name without a
+    variant first, then by name, a stable choice; None if there is none."""
+    names = sorted(
+        (c for c in by_config if c.split(":")[:4] == cell and default_knobs(c)),
+        key=lambda c: (c.count(":"), c),
+    )
+    return names[0] if names else None
+
+
+def _pair_lines(
+    records: list[dict[str, Any]], title: str, reference: Callable[[str, Any], str | None]
+) -> list[str]:
+    """``title``, then each config minus ``reference(config, by_config)`` paired by question,
+    per half (configs without a reference, or sharing no question with it, have no line)."""
     by_config = _by_config(records)
     lines = []
     for config in sorted(by_config):
-        if default_knobs(config):
-            continue
-        base = config.split(":")[:4]  # method, MC, nb, m
-        defaults = sorted(  # the name without a variant first, then by name: a stable choice
-            (c for c in by_config if c.split(":")[:4] == base and default_knobs(c)),
-            key=lambda c: (c.count(":"), c),
-        )
-        parts = _paired_halves(by_config[config], by_config[defaults[0]]) if defaults else ""
+        ref = reference(config, by_config)
+        parts = _paired_halves(by_config[config], by_config[ref]) if ref in by_config else ""
         if parts:
-            lines.append(f"    {config} minus {defaults[0]}: {parts}")
-    if lines:
-        lines.insert(0, "(4) knobs against today's defaults, paired by question, per half:")
-    return lines
+            lines.append(f"    {config} minus {ref}: {parts}")
+    return [title, *lines] if lines else []
+
+
+def knob_pairs(records: list[dict[str, Any]]) -> list[str]:
+    """(4) Each variant against the default knobs at the same method:MC:nb:m, paired by
+    question, per half: knobs are chosen on the tuning half and reported on the other."""
+
+    def reference(config: str, by_config: Any) -> str | None:
+        return None if default_knobs(config) else _default_in(by_config, config.split(":")[:4])
+
+    title = "(4) knobs against today's defaults, paired by question, per half:"
+    return _pair_lines(records, title, reference)
 
 
 def against_darwin(records: list[dict[str, Any]]) -> list[str]:
@@ -567,40 +582,25 @@ def against_darwin(records: list[dict[str, Any]]) -> list[str]:
     alone (``sample_replace``), mutation alone (``mutate_best_of_n``), more cycles or a longer
     period buy against the search as it ships. Variants of DARWIN's own cell are in
     ``knob_pairs``."""
-    by_config = _by_config(records)
-    lines = []
-    for config in sorted(by_config):
+
+    def reference(config: str, by_config: Any) -> str | None:
         cell = ["darwin", "1", str(beams_multiple(config)), "40"]
-        if config.split(":")[:4] == cell:
-            continue
-        refs = sorted(
-            (c for c in by_config if c.split(":")[:4] == cell and default_knobs(c)),
-            key=lambda c: (c.count(":"), c),
-        )
-        parts = _paired_halves(by_config[config], by_config[refs[0]]) if refs else ""
-        if parts:
-            lines.append(f"    {config} minus {refs[0]}: {parts}")
-    if lines:
-        lines.insert(0, "(4) each setting against default DARWIN with as many beams, per half:")
-    return lines
+        return None if config.split(":")[:4] == cell else _default_in(by_config, cell)
+
+    title = "(4) each setting against default DARWIN with as many beams, per half:"
+    return _pair_lines(records, title, reference)
 
 
 def period_pairs(records: list[dict[str, Any]]) -> list[str]:
     """(4) A longer replacement period against m = 40 with every other setting the same
     (method, MC, nb, variant), paired by question, per half."""
-    by_config = _by_config(records)
-    lines = []
-    for config in sorted(by_config):
+
+    def reference(config: str, by_config: Any) -> str | None:
         fields = config.split(":")
-        if len(fields) < 4 or fields[3] == "40":
-            continue
-        ref = ":".join([*fields[:3], "40", *fields[4:]])
-        parts = _paired_halves(by_config[config], by_config[ref]) if ref in by_config else ""
-        if parts:
-            lines.append(f"    {config} minus {ref}: {parts}")
-    if lines:
-        lines.insert(0, "(4) replacement period m against m = 40, paired by question, per half:")
-    return lines
+        return None if fields[3] == "40" else ":".join([*fields[:3], "40", *fields[4:]])
+
+    title = "(4) replacement period m against m = 40, paired by question, per half:"
+    return _pair_lines(records, title, reference)
 
 
 def _question_counts(points: list[dict[str, Any]]) -> str:
