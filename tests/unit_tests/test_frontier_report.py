@@ -285,6 +285,7 @@ def test_against_darwin_pairs_each_setting_with_default_darwin_of_as_many_beams(
             ("darwin:2:1:40:softmax", 1.0 - q / 10),  # MC = 2: as many beams as nb = 2
             ("sample_replace:1:2:40:softmax", 1.0 + q / 10),
             ("darwin:1:2:40:topk", 0.0),  # DARWIN's own cell: knob_pairs' job
+            ("darwin:1:2:80:softmax", 0.0),  # another period: period_pairs' job
             ("mutate_best_of_n:1:1:40", 0.0),  # no default DARWIN at nb = 1: no line
         )
     ]
