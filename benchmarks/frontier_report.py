@@ -450,28 +450,31 @@ def mutation_stats(records: list[dict[str, Any]]) -> list[str]:
 
 def beams_by_kind(records: list[dict[str, Any]]) -> list[str]:
     """(c) Each beam's final reward by the kind of its instruction, minus the mean of its
-    cycle's beams (averaged per search, interval over searches), per method; records from
-    before ``cycle_beams`` was kept have none. ``mutate_best_of_n`` never replaces, so its
-    beams measure the instruction alone; a DARWIN slot may end on a donor's copied answer."""
-    per_method: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    cycle's beams, averaged per question (a question searched by two configs of a method
+    counts once), interval over questions, per method; records from before ``cycle_beams``
+    was kept have none. ``mutate_best_of_n`` never replaces, so its beams measure the
+    instruction alone; a DARWIN slot may end on a donor's copied answer."""
+    diffs: dict[str, dict[str, dict[Any, list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
     for r in records:
-        diffs: dict[str, list[float]] = defaultdict(list)
         for beams in r.get("cycle_beams") or []:
             scored = [b for b in beams if b["reward"] is not None]
             if len({b["kind"] for b in scored}) < 2:
                 continue  # one kind only: nothing to set against
             mean = statistics.fmean(b["reward"] for b in scored)
             for b in scored:
-                diffs[b["kind"]].append(b["reward"] - mean)
-        for kind, values in diffs.items():
-            per_method[r["config"].split(":")[0]][kind].append(statistics.fmean(values))
+                diffs[r["config"].split(":")[0]][b["kind"]][r["qid"]].append(b["reward"] - mean)
     lines = []
-    for method, kinds in sorted(per_method.items()):
-        parts = [f"{k} {_fmt(mean_ci(v))} ({len(v)})" for k, v in sorted(kinds.items())]
+    for method, kinds in sorted(diffs.items()):
+        parts = []
+        for kind, by_question in sorted(kinds.items()):
+            means = [statistics.fmean(v) for v in by_question.values()]
+            parts.append(f"{kind} {_fmt(mean_ci(means))} ({len(means)})")
         lines.append(f"    {method}: " + "; ".join(parts))
     if lines:
         lines.insert(
-            0, "(c) final reward of beams by instruction kind minus their cycle's mean (searches):"
+            0, "(c) final reward of beams by instruction kind minus their cycle's mean (questions):"
         )
     return lines
 
@@ -581,7 +584,8 @@ def against_darwin(records: list[dict[str, Any]]) -> list[str]:
     the same beams (MC x nb) through nb at MC = 1, m = 40, paired by question, per half: what
     replacement alone (``sample_replace``), mutation alone (``mutate_best_of_n``) or more
     cycles buy against the search as it ships. DARWIN at MC = 1 (its variants and periods)
-    is in ``knob_pairs`` and ``period_pairs``."""
+    is in ``knob_pairs`` and ``period_pairs``; a setting with no such DARWIN run (MC = 3 at
+    nb = 1: no nb = 3 run) has no line and is read against Best-of-N in the table."""
 
     def reference(config: str, by_config: Any) -> str | None:
         if config.split(":")[:2] == ["darwin", "1"]:

@@ -134,7 +134,8 @@ class DarwinChatModel(BaseChatModel):
                     "model_provider": "darwin",
                     "finish_reason": "stop",  # "length" at max_tokens, "tool_calls"
                     "darwin": {"final_reward": ..., "seed_reward": ..., "winner": {...},
-                               "cycle_rewards": [...], "mutated_instructions": [...],
+                               "cycle_rewards": [...], "cycle_beams": [...],
+                               "mutated_instructions": [...],
                                "archive": [...], "usage": {...}, "config": {...}, ...},
                 },
                 usage_metadata={"input_tokens": ..., "output_tokens": ..., "total_tokens": ...},

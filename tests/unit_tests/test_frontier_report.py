@@ -256,21 +256,25 @@ def test_beams_by_kind_set_each_beam_against_its_cycles_mean_per_search() -> Non
         return [{"kind": k, "reward": r} for k, r in pairs]
 
     records = [
-        {"config": "mutate_best_of_n:1:1:40", "cycle_beams": [
+        {"qid": 1, "config": "mutate_best_of_n:1:1:40", "cycle_beams": [
             beams(("rewrite", 1.0), ("rewrite", 2.0), ("fallback", 3.0), ("fallback", None)),
         ]},
-        {"config": "mutate_best_of_n:2:1:40", "cycle_beams": [
+        {"qid": 2, "config": "mutate_best_of_n:2:1:40", "cycle_beams": [
             beams(("rewrite", 4.0), ("fallback", 2.0)),
             beams(("fallback", 1.0), ("fallback", 5.0)),  # one kind: left out
         ]},
-        {"config": "darwin:1:1:40", "period_scores": []},  # an old record: none kept
+        {"qid": 2, "config": "mutate_best_of_n:1:1:40", "cycle_beams": [  # same question
+            beams(("rewrite", 0.0), ("fallback", 2.0)),
+        ]},
+        {"qid": 3, "config": "darwin:1:1:40", "period_scores": []},  # an old record: none kept
     ]  # fmt: skip
     (title, line) = beams_by_kind(records)
     assert title.startswith("(c) final reward of beams by instruction kind")
-    # search 1: mean 2.0, rewrite -0.5, fallback +1.0; search 2: mean 3.0, rewrite +1, fallback -1
+    # question 1: mean 2.0, rewrite -0.5, fallback +1.0; question 2, two searches averaged:
+    # rewrite (+1 - 1) / 2 = 0, fallback (-1 + 1) / 2 = 0
     assert line == (
-        "    mutate_best_of_n: fallback 0.000 [-1.000, 1.000] (2); "
-        "rewrite 0.250 [-0.500, 1.000] (2)"
+        "    mutate_best_of_n: fallback 0.500 [0.000, 1.000] (2); "
+        "rewrite -0.250 [-0.500, 0.000] (2)"
     )
 
 

@@ -160,15 +160,19 @@ def test_rewrites_must_ask_reaches_the_mutate_node(must_ask: bool) -> None:
 def test_each_cycle_records_its_beams_instruction_kind_and_final_reward() -> None:
     """``cycle_beams`` (item 3c's beams by instruction kind): one entry per beam per cycle,
     the kind of the slot's instruction and the reward the cycle ended with."""
+    config = CONFIG.merged(iterations=2, beams_per_instruction=2)
     service = SearchService(ScriptedMutator(), CallableReward(vowels))
-    ran = service.run(service.prepare(CONVERSATION, CONFIG.merged(iterations=2)))
+    ran = service.run(service.prepare(CONVERSATION, config))
     assert len(ran["cycle_beams"]) == 2
     for cycle, beams in enumerate(ran["cycle_beams"]):
-        kinds = sorted(b["kind"] for b in beams)
-        assert len(beams) == CONFIG.n_beams
-        assert set(kinds) <= {"rewrite", "fallback", "original"}, kinds
+        assert len(beams) == config.n_beams == 10
+        assert {b["kind"] for b in beams} <= {"rewrite", "fallback", "original"}
         finals = [p for p in ran["period_scores"] if p["cycle"] == cycle][-1]["rewards"]
         assert [b["reward"] for b in beams] == finals
         assert max(b["reward"] for b in beams) == ran["cycle_rewards"][cycle]
-    first = sorted(b["kind"] for b in ran["cycle_beams"][0])
-    assert first == ["fallback"] * 3 + ["rewrite"] * 2  # two distinct replies, then repeats
+    # cycle 0 rewrites the question itself: two distinct replies, then fallbacks to it; each
+    # instruction's kind, in order, on both of its beams
+    egg = CONVERSATION[0]["content"]
+    kinds = ["fallback" if i == egg else "rewrite" for i in ran["mutated_instructions"][0]]
+    assert kinds.count("rewrite") == 2
+    assert [b["kind"] for b in ran["cycle_beams"][0]] == [k for k in kinds for _ in range(2)]
