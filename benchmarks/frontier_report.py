@@ -513,8 +513,12 @@ def held_out_links(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _by_config(records: list[dict[str, Any]]) -> dict[str, dict[Any, dict[str, Any]]]:
-    by_config: dict[str, dict[Any, dict[str, Any]]] = defaultdict(dict)
+#: Searches by config name, then by question id.
+ByConfig = dict[str, dict[Any, dict[str, Any]]]
+
+
+def _by_config(records: list[dict[str, Any]]) -> ByConfig:
+    by_config: ByConfig = defaultdict(dict)
     for r in records:
         if r["config"] != "bon":
             by_config[r["config"]][r["qid"]] = r
@@ -543,7 +547,7 @@ def _paired_halves(runs: dict[Any, dict[str, Any]], ref: dict[Any, dict[str, Any
     return "; ".join(parts)
 
 
-def _default_in(by_config: dict[str, Any], cell: list[str]) -> str | None:
+def _default_in(by_config: ByConfig, cell: list[str]) -> str | None:
     """The run of ``cell`` (method, MC, nb, m) with today's default knobs: the name without a
     variant first, then by name, a stable choice; None if there is none."""
     names = sorted(
@@ -554,7 +558,7 @@ def _default_in(by_config: dict[str, Any], cell: list[str]) -> str | None:
 
 
 def _pair_lines(
-    records: list[dict[str, Any]], title: str, reference: Callable[[str, Any], str | None]
+    records: list[dict[str, Any]], title: str, reference: Callable[[str, ByConfig], str | None]
 ) -> list[str]:
     """``title``, then each config minus ``reference(config, by_config)`` paired by question,
     per half (configs without a reference, or sharing no question with it, have no line)."""
@@ -572,7 +576,7 @@ def knob_pairs(records: list[dict[str, Any]]) -> list[str]:
     """(4) Each variant against the default knobs at the same method:MC:nb:m, paired by
     question, per half: knobs are chosen on the tuning half and reported on the other."""
 
-    def reference(config: str, by_config: Any) -> str | None:
+    def reference(config: str, by_config: ByConfig) -> str | None:
         return None if default_knobs(config) else _default_in(by_config, config.split(":")[:4])
 
     title = "(4) knobs against today's defaults, paired by question, per half:"
@@ -587,7 +591,7 @@ def against_darwin(records: list[dict[str, Any]]) -> list[str]:
     is in ``knob_pairs`` and ``period_pairs``; a setting with no such DARWIN run (MC = 3 at
     nb = 1: no nb = 3 run) has no line and is read against Best-of-N in the table."""
 
-    def reference(config: str, by_config: Any) -> str | None:
+    def reference(config: str, by_config: ByConfig) -> str | None:
         if config.split(":")[:2] == ["darwin", "1"]:
             return None
         return _default_in(by_config, ["darwin", "1", str(beams_multiple(config)), "40"])
@@ -600,7 +604,7 @@ def period_pairs(records: list[dict[str, Any]]) -> list[str]:
     """(4) A longer replacement period against m = 40 with every other setting the same
     (method, MC, nb, variant), paired by question, per half."""
 
-    def reference(config: str, by_config: Any) -> str | None:
+    def reference(config: str, by_config: ByConfig) -> str | None:
         fields = config.split(":")
         return None if fields[3] == "40" else ":".join([*fields[:3], "40", *fields[4:]])
 

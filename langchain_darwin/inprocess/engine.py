@@ -6,6 +6,7 @@ import functools
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
@@ -185,14 +186,7 @@ class TransformersPolicy:
         self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: DynamicCache
     ) -> None:
         """Forward context tokens into ``cache``; only the cache is wanted, not logits."""
-        self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=pos,
-            use_cache=True,
-            **{self._cache_arg: cache},
-            **self._prefill_kwargs,
-        )
+        self._forward(ids, mask, pos, cache, **self._prefill_kwargs)
 
     def next_token_logits(
         self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache
@@ -206,14 +200,26 @@ class TransformersPolicy:
     ) -> torch.Tensor:
         """Forward ``ids`` into ``cache``; the logits of every position (a decoding step
         keeps the last, a likelihood scorer reads them all)."""
-        out = self.model(
+        return self._forward(ids, mask, positions, cache).logits
+
+    def _forward(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: DynamicCache,
+        **extra: Any,
+    ) -> Any:
+        """The one model call every forward shares (the cache argument's name differs
+        between transformers versions)."""
+        return self.model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
             use_cache=True,
             **{self._cache_arg: cache},
+            **extra,
         )
-        return out.logits
 
 
 class _ExtendCall:
