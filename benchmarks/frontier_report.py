@@ -513,6 +513,41 @@ def held_out_links(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def overrates(records: list[dict[str, Any]]) -> list[str]:
+    """What a score rewards besides quality, read on plain samples so that no search chose
+    them: per question, how the steering reward and the held-out score rank the pool against
+    the answer's length and against its ending on EOS (an answer cut at ``max_tokens`` is
+    unfinished), and each score's mean for ended minus cut answers where a pool has both.
+    A search that selects harder than Best-of-N inherits whatever its reward overrates."""
+    pools = [r for r in records if r["config"] == "bon" and "held_out" in r]
+    if not pools:
+        return []
+    lines = ["(g) what each score rewards besides quality, within a question's pool of samples:"]
+    for label, key in (("steering reward", "rewards"), ("held-out score", "held_out")):
+        by_length, by_ending, gaps = [], [], []
+        for p in pools:
+            ended = [float(e) for e in p["ended"]]
+            if (rho := spearman(p[key], p["tokens"])) is not None:
+                by_length.append(rho)
+            if (rho := spearman(p[key], ended)) is not None:
+                by_ending.append(rho)
+                done = [v for v, e in zip(p[key], ended, strict=True) if e]
+                cut = [v for v, e in zip(p[key], ended, strict=True) if not e]
+                gaps.append(statistics.fmean(done) - statistics.fmean(cut))
+        lines.append(
+            f"    {label}: Spearman with tokens {_fmt(mean_ci(by_length))} ({len(by_length)} q), "
+            f"with ending on EOS {_fmt(mean_ci(by_ending))}; ended minus cut "
+            f"{_fmt(mean_ci(gaps))} ({len(gaps)} q)"
+        )
+    shares = [
+        f"{n}: {statistics.fmean(expected_best(p['rewards'], n, p['ended']) for p in pools):.3f}"
+        for n in (1, 5, 16, 32)
+        if all(len(p["rewards"]) >= n for p in pools)
+    ]
+    lines.append(f"    Best-of-N's pick ended on EOS, by N: {', '.join(shares)}")
+    return lines
+
+
 #: Searches by config name, then by question id.
 ByConfig = dict[str, dict[Any, dict[str, Any]]]
 
@@ -695,6 +730,7 @@ def report(store: Path, plot_path: Path) -> None:
     print("\n".join(mutation_stats(records)))
     print("\n".join(beams_by_kind(records)))
     print("\n".join(held_out_links(records)))
+    print("\n".join(overrates(records)))
     print("\n".join(knob_pairs(records)))
     print("\n".join(period_pairs(records)))
     print("\n".join(against_darwin(records)))

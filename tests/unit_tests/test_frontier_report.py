@@ -315,3 +315,20 @@ def test_without_replacement_each_slot_ends_as_its_first_shadow() -> None:
         ],
     }
     assert counterfactual_gain(record) == 5.0 - 4.0
+
+
+def test_overrates_reads_each_score_against_length_and_ending_within_a_pool() -> None:
+    from benchmarks.frontier_report import overrates
+
+    # steering prefers the long, cut answers; the held-out score the finished ones
+    pool = {**pool_record(1, [1.0, 2.0, 3.0, 0.5]), "held_out": [-1.0, -3.0, -2.0, 0.0]}
+    pool |= {"tokens": [50, 256, 256, 20], "ended": [True, False, False, True]}
+    title, steering, held, picks = overrates([pool])
+    assert title.startswith("(g)")
+    rho_len = spearman([1.0, 2.0, 3.0, 0.5], [50, 256, 256, 20])
+    assert rho_len is not None and f"with tokens {rho_len:.3f} (1 q)" in steering
+    assert "with ending on EOS -0.894" in steering  # ranks of (1, 2, 3, 0.5) against ended
+    assert steering.endswith(f"ended minus cut {0.75 - 2.5:.3f} (1 q)")
+    assert held.startswith("    held-out score") and held.endswith(f"{-0.5 - -2.5:.3f} (1 q)")
+    assert picks == "    Best-of-N's pick ended on EOS, by N: 1: 0.500"  # no Best-of-5 of 4
+    assert overrates([pool_record(2, POOL)]) == []  # no held-out scores: nothing to read
