@@ -191,12 +191,12 @@ def config_rows(records: list[dict[str, Any]], half: str | None) -> list[dict[st
 
 
 def bon_rows(records: list[dict[str, Any]], half: str | None, ns: Sequence[int]) -> list[str]:
-    """Best-of-N rows from the pools; "ended on EOS" is the share of the pool's samples."""
+    """Best-of-N rows from the pools; "ended on EOS" is the share of Best-of-N's picks (the
+    expectation over N-subsets, as for the reward), comparable with a search's winner."""
     pools = [r for r in records if r["config"] == "bon" and (half is None or r["half"] == half)]
     if not pools:
         return []
     curves = [bon_curve(p) for p in pools]
-    ended = statistics.fmean(sum(p["ended"]) / len(p["ended"]) for p in pools)
     lines = []
     for n in ns:
         if n > min(len(c) for c in curves):
@@ -205,10 +205,11 @@ def bon_rows(records: list[dict[str, Any]], half: str | None, ns: Sequence[int])
         gen, pos, wall = (
             statistics.fmean(p[k] for p in pts) for k in ("generated", "positions", "wall_s")
         )
+        ended = statistics.fmean(expected_best(p["rewards"], n, p["ended"]) for p in pools)
         lines.append(
             f"| Best-of-{n} (pool) | {len(pts)} | {_fmt(mean_ci([p['reward'] for p in pts]))} | — "
             f"| {gen:.0f} "
-            f"| {pos:.0f} | {n} | {wall:.1f} | — | — | {ended:.2f} (samples) |"
+            f"| {pos:.0f} | {n} | {wall:.1f} | — | — | {ended:.2f} (pick) |"
         )
     return lines
 
@@ -539,12 +540,6 @@ def overrates(records: list[dict[str, Any]]) -> list[str]:
             f"with ending on EOS {_fmt(mean_ci(by_ending))}; ended minus cut "
             f"{_fmt(mean_ci(gaps))} ({len(gaps)} q)"
         )
-    shares = [
-        f"{n}: {statistics.fmean(expected_best(p['rewards'], n, p['ended']) for p in pools):.3f}"
-        for n in (1, 5, 16, 32)
-        if all(len(p["rewards"]) >= n for p in pools)
-    ]
-    lines.append(f"    Best-of-N's pick ended on EOS, by N: {', '.join(shares)}")
     return lines
 
 

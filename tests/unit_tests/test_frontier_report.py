@@ -323,12 +323,24 @@ def test_overrates_reads_each_score_against_length_and_ending_within_a_pool() ->
     # steering prefers the long, cut answers; the held-out score the finished ones
     pool = {**pool_record(1, [1.0, 2.0, 3.0, 0.5]), "held_out": [-1.0, -3.0, -2.0, 0.0]}
     pool |= {"tokens": [50, 256, 256, 20], "ended": [True, False, False, True]}
-    title, steering, held, picks = overrates([pool])
+    title, steering, held = overrates([pool])
     assert title.startswith("(g)")
     rho_len = spearman([1.0, 2.0, 3.0, 0.5], [50, 256, 256, 20])
     assert rho_len is not None and f"with tokens {rho_len:.3f} (1 q)" in steering
     assert "with ending on EOS -0.894" in steering  # ranks of (1, 2, 3, 0.5) against ended
     assert steering.endswith(f"ended minus cut {0.75 - 2.5:.3f} (1 q)")
     assert held.startswith("    held-out score") and held.endswith(f"{-0.5 - -2.5:.3f} (1 q)")
-    assert picks == "    Best-of-N's pick ended on EOS, by N: 1: 0.500"  # no Best-of-5 of 4
     assert overrates([pool_record(2, POOL)]) == []  # no held-out scores: nothing to read
+
+
+def test_best_of_n_rows_give_the_share_of_picks_that_ended_not_of_samples() -> None:
+    from benchmarks.frontier_report import bon_rows
+
+    pool = {**pool_record(1, [1.0, 2.0, 3.0]), "ended": [True, True, False]}
+    rows = bon_rows([pool], None, (1, 2, 3))
+    # the samples' share is 2/3 at every N; the best of N ends less often as N grows
+    assert [row.rsplit("|", 2)[1].strip() for row in rows] == [
+        "0.67 (pick)",
+        "0.33 (pick)",
+        "0.00 (pick)",
+    ]
