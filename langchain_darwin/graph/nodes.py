@@ -29,6 +29,7 @@ from langchain_darwin.graph.state import (
     new_beam,
 )
 from langchain_darwin.mutation import (
+    FALLBACK,
     HINT,
     ORIGINAL,
     hinted_instructions,
@@ -48,8 +49,8 @@ from langchain_darwin.usage import (
 )
 
 SEED_ROW = "seed"
-#: Ceiling on a mutation reply: twice the instruction's tokens plus this slack. A reply also
-#: ends at its first line break (a rewrite is one line).
+#: Ceiling on a mutation reply: twice the user's instruction's tokens plus this slack. A reply
+#: also ends at its first line break (a rewrite is one line).
 MUTATION_SLACK = 16
 
 
@@ -156,6 +157,16 @@ def seed(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
     }
 
 
+def _mutation_budget(ctx: DarwinContext, state: DarwinState, prompt: list[int]) -> int:
+    """Tokens a rewrite may take: twice the user's instruction (not the picked one: a rewrite
+    of a rewrite would double every cycle, and by the third outgrow the context), and no more
+    than fits after the mutation prompt in the policy's context window (0: nothing fits)."""
+    user = state["conversation"][-1]["content"]
+    budget = 2 * len(ctx.policy.tokenize(user)) + MUTATION_SLACK
+    window = ctx.policy.context_window
+    return budget if window is None else max(0, min(budget, window - len(prompt)))
+
+
 def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
     """Pick an archived instruction and have the policy rewrite it, one rewrite per sampled
     sequence, the unfinished seed answer decoding in the same batch (``mutation_source=
@@ -176,11 +187,11 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
         instructions, kinds = [instruction] * kept + instructions, [ORIGINAL] * kept + kinds
     elif cfg.mutation:
         prompt = ctx.policy.render([{"role": "user", "content": mutation_prompt(instruction)}])
-        budget = 2 * len(ctx.policy.tokenize(instruction)) + MUTATION_SLACK
+        budget = _mutation_budget(ctx, state, prompt)
         line_end = ctx.policy.line_break_ids
         rows = {
             f"mutation{i}": RowRequest(prompt, budget, stop_ids=line_end)
-            for i in range(cfg.n_instructions - kept)
+            for i in range(cfg.n_instructions - kept if budget > 0 else 0)
         }
         if not seed_beam["finished"]:
             rows[SEED_ROW] = RowRequest(
@@ -188,7 +199,11 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
                 cfg.max_tokens - len(seed_beam["answer"]),
                 background=True,
             )
-        outcome = _extend(ctx, state, "mutate", rows, _sampling(cfg, state, "mutate"))
+        outcome = (
+            _extend(ctx, state, "mutate", rows, _sampling(cfg, state, "mutate"))
+            if rows
+            else ExtendOutcome()
+        )
         replies = [ctx.policy.detokenize(outcome.rows[k].new_tokens) for k in rows if k != SEED_ROW]
         instructions, kinds = select_instructions(
             replies, instruction, cfg.n_instructions - kept, cfg.rewrites_must_ask
@@ -201,16 +216,23 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
             updates["seed"] = _grow(seed_beam, res.new_tokens, res.ended, cfg, ctx)
     else:
         instructions, kinds = [instruction] * cfg.n_instructions, [ORIGINAL] * cfg.n_instructions
+    prompts = [ctx.policy.render(with_instruction(state["conversation"], t)) for t in instructions]
+    window = ctx.policy.context_window
+    for index, beam_prompt in enumerate(prompts):  # a rewrite too long for its answer to fit
+        if window is not None and len(beam_prompt) + cfg.max_tokens > window:
+            instructions[index], kinds[index] = instruction, FALLBACK
+            prompts[index] = ctx.policy.render(with_instruction(state["conversation"], instruction))
     stats = dict(state["mutation_stats"])
     stats["rewrites"] += kinds.count("rewrite")
     stats["fallbacks"] += kinds.count("fallback")
     stats["original"] += kinds.count(ORIGINAL)
     if HINT in kinds:
         stats["hints"] = stats.get("hints", 0) + kinds.count(HINT)
-    beams: list[Beam] = []
-    for index, text in enumerate(instructions):
-        prompt = ctx.policy.render(with_instruction(state["conversation"], text))
-        beams.extend(new_beam(prompt, index) for _ in range(cfg.beams_per_instruction))
+    beams: list[Beam] = [
+        new_beam(beam_prompt, index)
+        for index, beam_prompt in enumerate(prompts)
+        for _ in range(cfg.beams_per_instruction)
+    ]
     emit(
         runtime,
         "mutate",

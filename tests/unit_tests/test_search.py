@@ -12,7 +12,7 @@ from langchain_core.messages import HumanMessage
 
 from langchain_darwin import DarwinChatModel
 from langchain_darwin.config import DarwinConfig
-from langchain_darwin.policy.base import RowRequest, RowResult, Sampling
+from langchain_darwin.policy.base import EngineError, RowRequest, RowResult, Sampling
 from langchain_darwin.rewards import CallableReward, RewardModel
 from langchain_darwin.search import SearchService
 from tests.fake_engine import FakeEngine, FakeSession
@@ -176,3 +176,64 @@ def test_each_cycle_records_its_beams_instruction_kind_and_final_reward() -> Non
     kinds = ["fallback" if i == egg else "rewrite" for i in ran["mutated_instructions"][0]]
     assert kinds.count("rewrite") == 2
     assert [b["kind"] for b in ran["cycle_beams"][0]] == [k for k in kinds for _ in range(2)]
+
+
+class WindowedMutator(ScriptedMutator):
+    """The scripted mutator with a context window it enforces as the served engine does, and
+    a record of every mutation row's context length and budget."""
+
+    def __init__(self, window: int | None) -> None:
+        self.context_window = window
+        self.mutation_rows: list[tuple[int, int]] = []
+
+    def extend(
+        self,
+        session: FakeSession,
+        rows: Mapping[str, RowRequest],
+        sampling: Sampling,
+        *,
+        commit: bool = True,
+    ) -> Any:
+        for key, req in rows.items():
+            if self.context_window and len(req.tokens) + req.max_new > self.context_window:
+                raise EngineError(f"row {key!r} is over the context window")
+            if key.startswith("mutation"):
+                self.mutation_rows.append((len(req.tokens), req.max_new))
+        return super().extend(session, rows, sampling, commit=commit)
+
+
+def test_a_rewrite_of_a_rewrite_gets_the_budget_of_the_users_instruction() -> None:
+    """Budgets follow the user's instruction, so rewrites cannot grow every cycle (a search
+    at MC = 2 on a long MT-Bench question outgrew a 2,048-token server this way)."""
+    engine = WindowedMutator(window=None)
+    service = SearchService(engine, CallableReward(vowels))
+    service.run(service.prepare(CONVERSATION, CONFIG.merged(iterations=3, seed=0)))
+    contexts = {context for context, _ in engine.mutation_rows}
+    assert len(contexts) > 1  # a later cycle rewrote a (longer) rewrite, not the question
+    egg = CONVERSATION[0]["content"]
+    assert {budget for _, budget in engine.mutation_rows} == {2 * len(egg.encode()) + 16}
+
+
+def test_a_rewrites_budget_stops_at_the_context_window() -> None:
+    first = WindowedMutator(window=None)
+    service = SearchService(first, CallableReward(vowels))
+    service.run(service.prepare(CONVERSATION, CONFIG))
+    prompt = first.mutation_rows[0][0]
+    engine = WindowedMutator(window=prompt + 10)  # room for 10 of the 58 tokens
+    service = SearchService(engine, CallableReward(vowels))
+    ran = service.run(service.prepare(CONVERSATION, CONFIG))
+    assert {budget for _, budget in engine.mutation_rows} == {10} and ran["answer"]
+    engine = WindowedMutator(window=prompt - 1)  # not even the mutation prompt fits
+    service = SearchService(engine, CallableReward(vowels))
+    ran = service.run(service.prepare(CONVERSATION, CONFIG))
+    assert engine.mutation_rows == [] and ran["mutation_stats"]["fallbacks"] == 5
+
+
+def test_an_instruction_too_long_for_its_answer_falls_back_to_the_picked_one() -> None:
+    egg = CONVERSATION[0]["content"]
+    window = len(FakeEngine().render(CONVERSATION)) + CONFIG.max_tokens  # the question just fits
+    engine = WindowedMutator(window=window)
+    service = SearchService(engine, CallableReward(vowels))
+    ran = service.run(service.prepare(CONVERSATION, CONFIG.merged(mutation_source="hints")))
+    assert ran["mutated_instructions"] == [[egg] * 5] and ran["answer"]
+    assert ran["mutation_stats"] == {"rewrites": 0, "fallbacks": 5, "original": 0}
