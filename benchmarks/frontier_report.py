@@ -518,7 +518,8 @@ def overrates(records: list[dict[str, Any]]) -> list[str]:
     """What a score rewards besides quality, read on plain samples so that no search chose
     them: per question, how the steering reward and the held-out score rank the pool against
     the answer's length and against its ending on EOS (an answer cut at ``max_tokens`` is
-    unfinished), and each score's mean for ended minus cut answers where a pool has both.
+    unfinished), and each score's mean for ended minus cut answers where a pool has both (and
+    the score is not constant over it).
     A search that selects harder than Best-of-N inherits whatever its reward overrates."""
     pools = [r for r in records if r["config"] == "bon" and "held_out" in r]
     if not pools:
