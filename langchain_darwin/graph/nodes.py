@@ -218,10 +218,11 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
         instructions, kinds = [instruction] * cfg.n_instructions, [ORIGINAL] * cfg.n_instructions
     prompts = [ctx.policy.render(with_instruction(state["conversation"], t)) for t in instructions]
     window = ctx.policy.context_window
-    for index, beam_prompt in enumerate(prompts):  # a rewrite too long for its answer to fit
-        if window is not None and len(beam_prompt) + cfg.max_tokens > window:
-            instructions[index], kinds[index] = instruction, FALLBACK
-            prompts[index] = ctx.policy.render(with_instruction(state["conversation"], instruction))
+    too_long = [window is not None and len(p) + cfg.max_tokens > window for p in prompts]
+    if any(too_long):  # a rewrite too long for its answer to fit falls back to the picked one
+        picked_prompt = ctx.policy.render(with_instruction(state["conversation"], instruction))
+        for index in (i for i, over in enumerate(too_long) if over):
+            instructions[index], kinds[index], prompts[index] = instruction, FALLBACK, picked_prompt
     stats = dict(state["mutation_stats"])
     stats["rewrites"] += kinds.count("rewrite")
     stats["fallbacks"] += kinds.count("fallback")

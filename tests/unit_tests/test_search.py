@@ -202,12 +202,16 @@ class WindowedMutator(ScriptedMutator):
         return super().extend(session, rows, sampling, commit=commit)
 
 
+def run_windowed(window: int | None, config: DarwinConfig) -> tuple[WindowedMutator, Any]:
+    engine = WindowedMutator(window)
+    service = SearchService(engine, CallableReward(vowels))
+    return engine, service.run(service.prepare(CONVERSATION, config))
+
+
 def test_a_rewrite_of_a_rewrite_gets_the_budget_of_the_users_instruction() -> None:
     """Budgets follow the user's instruction, so rewrites cannot grow every cycle (a search
     at MC = 2 on a long MT-Bench question outgrew a 2,048-token server this way)."""
-    engine = WindowedMutator(window=None)
-    service = SearchService(engine, CallableReward(vowels))
-    service.run(service.prepare(CONVERSATION, CONFIG.merged(iterations=3, seed=0)))
+    engine, _ = run_windowed(None, CONFIG.merged(iterations=3, seed=0))
     contexts = {context for context, _ in engine.mutation_rows}
     assert len(contexts) > 1  # a later cycle rewrote a (longer) rewrite, not the question
     egg = CONVERSATION[0]["content"]
@@ -215,25 +219,17 @@ def test_a_rewrite_of_a_rewrite_gets_the_budget_of_the_users_instruction() -> No
 
 
 def test_a_rewrites_budget_stops_at_the_context_window() -> None:
-    first = WindowedMutator(window=None)
-    service = SearchService(first, CallableReward(vowels))
-    service.run(service.prepare(CONVERSATION, CONFIG))
+    first, _ = run_windowed(None, CONFIG)
     prompt = first.mutation_rows[0][0]
-    engine = WindowedMutator(window=prompt + 10)  # room for 10 of the 58 tokens
-    service = SearchService(engine, CallableReward(vowels))
-    ran = service.run(service.prepare(CONVERSATION, CONFIG))
+    engine, ran = run_windowed(prompt + 10, CONFIG)  # room for 10 of the 58 tokens
     assert {budget for _, budget in engine.mutation_rows} == {10} and ran["answer"]
-    engine = WindowedMutator(window=prompt - 1)  # not even the mutation prompt fits
-    service = SearchService(engine, CallableReward(vowels))
-    ran = service.run(service.prepare(CONVERSATION, CONFIG))
+    engine, ran = run_windowed(prompt - 1, CONFIG)  # not even the mutation prompt fits
     assert engine.mutation_rows == [] and ran["mutation_stats"]["fallbacks"] == 5
 
 
 def test_an_instruction_too_long_for_its_answer_falls_back_to_the_picked_one() -> None:
     egg = CONVERSATION[0]["content"]
     window = len(FakeEngine().render(CONVERSATION)) + CONFIG.max_tokens  # the question just fits
-    engine = WindowedMutator(window=window)
-    service = SearchService(engine, CallableReward(vowels))
-    ran = service.run(service.prepare(CONVERSATION, CONFIG.merged(mutation_source="hints")))
+    _, ran = run_windowed(window, CONFIG.merged(mutation_source="hints"))
     assert ran["mutated_instructions"] == [[egg] * 5] and ran["answer"]
     assert ran["mutation_stats"] == {"rewrites": 0, "fallbacks": 5, "original": 0}
