@@ -204,7 +204,13 @@ def mutate(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any
             if rows
             else ExtendOutcome()
         )
-        replies = [ctx.policy.detokenize(outcome.rows[k].new_tokens) for k in rows if k != SEED_ROW]
+        # a reply that used its whole budget before a line break or the end is cut mid-rewrite:
+        # it may still pass the checks, but it is not what the policy meant to ask
+        replies = [
+            ctx.policy.detokenize(outcome.rows[k].new_tokens)
+            for k in rows
+            if k != SEED_ROW and outcome.rows[k].ended
+        ]
         instructions, kinds = select_instructions(
             replies, instruction, cfg.n_instructions - kept, cfg.rewrites_must_ask
         )

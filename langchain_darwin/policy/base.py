@@ -39,7 +39,8 @@ class RowRequest:
 
 @dataclass
 class RowResult:
-    """Tokens a row gained (end-of-sequence excluded) and whether it ended with one."""
+    """Tokens a row gained (end-of-sequence excluded) and whether it ended, on an
+    end-of-sequence or on one of its stop ids (kept), rather than by using its budget."""
 
     new_tokens: list[int]
     ended: bool

@@ -233,3 +233,46 @@ def test_an_instruction_too_long_for_its_answer_falls_back_to_the_picked_one() -
     _, ran = run_windowed(window, CONFIG.merged(mutation_source="hints"))
     assert ran["mutated_instructions"] == [[egg] * 5] and ran["answer"]
     assert ran["mutation_stats"] == {"rewrites": 0, "fallbacks": 5, "original": 0}
+
+
+class CutMutator(ScriptedMutator):
+    """The scripted mutator, except that every request reply uses its whole budget before a
+    line break: a rewrite cut mid-sentence (it still passes the rewrite checks)."""
+
+    def extend(
+        self,
+        session: FakeSession,
+        rows: Mapping[str, RowRequest],
+        sampling: Sampling,
+        *,
+        commit: bool = True,
+    ) -> Any:
+        out = super().extend(session, rows, sampling, commit=commit)
+        request = ScriptedMutator.REPLIES[1]
+        for key in (k for k in rows if k.startswith("mutation")):
+            if self.detokenize(out.rows[key].new_tokens).strip() == request:
+                out.rows[key] = RowResult(self.tokenize(request), False)
+        return out
+
+
+def test_a_rewrite_cut_by_its_budget_falls_back() -> None:
+    service = SearchService(CutMutator(), CallableReward(vowels))
+    ran = service.run(service.prepare(CONVERSATION, CONFIG))
+    statement, _ = ScriptedMutator.REPLIES
+    egg = CONVERSATION[0]["content"]
+    assert ran["mutated_instructions"] == [[statement] + [egg] * 4]
+    assert ran["mutation_stats"] == {"rewrites": 1, "fallbacks": 4, "original": 0}
+
+
+def test_a_policy_rewrite_too_long_for_its_answer_falls_back_in_every_cycle() -> None:
+    """The window check covers the policy's rewrites at every cycle, not only hints: both
+    scripted rewrites are longer than the question, and only the question leaves room for a
+    ``max_tokens`` answer."""
+    window = 1200
+    room = window - len(FakeEngine().render(CONVERSATION))
+    config = CONFIG.merged(iterations=2, max_tokens=room, replacement_period=room // 2)
+    engine, ran = run_windowed(window, config)
+    egg = CONVERSATION[0]["content"]
+    assert len(engine.mutation_rows) == 10  # the policy was asked in both cycles
+    assert ran["mutated_instructions"] == [[egg] * 5, [egg] * 5] and ran["answer"]
+    assert ran["mutation_stats"] == {"rewrites": 0, "fallbacks": 10, "original": 0}
