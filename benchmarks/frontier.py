@@ -59,7 +59,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "noseed": {"seed_answer": False},
     "until120": {"replacement_horizon": 120},
     "hints": {"mutation_source": "hints"},  # fixed answering hints instead of policy rewrites
+    # today's default, its records also holding every final candidate's text (``candidates``),
+    # so a rule for the final choice can be evaluated on them afterwards (the consensus guard)
+    "cands": {},
 }
+#: Variants whose records hold every final candidate (the seed answer and each cycle's beams).
+RECORDS_CANDIDATES = frozenset({"cands"})
 
 
 def parse_config(name: str) -> tuple[str, dict[str, Any]]:
@@ -217,6 +222,22 @@ def search_config(name: str, q: dict[str, Any], args: Any) -> DarwinConfig:
     )
 
 
+def final_candidates(policy: Any, state: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a cycle's final choice picks among (``update_archive``): the seed answer, then
+    every beam, each with its text, steering reward, tokens and whether it ended."""
+    beams = [("seed", state["seed"]), *((f"beam{i}", b) for i, b in enumerate(state["beams"]))]
+    return [
+        {
+            "key": key,
+            "answer": policy.detokenize(b["answer"]),
+            "reward": b["reward"],
+            "tokens": len(b["answer"]),
+            "finished": b["finished"],
+        }
+        for key, b in beams
+    ]
+
+
 def run_search(
     policy: Any, reward: TimedReward, q: dict[str, Any], name: str, args: Any
 ) -> dict[str, Any]:
@@ -229,14 +250,28 @@ def run_search(
     config = search_config(name, q, args)
     context = DarwinContext(policy, reward, policy.new_session())
     t0 = time.perf_counter()
-    out = compiled_graph().invoke(
+    out: dict[str, Any] = {}
+    state: dict[str, Any] = {}  # the latest value of each channel a node updated
+    candidates: list[list[dict[str, Any]]] = []  # per cycle: the final choice's candidates
+    for mode, chunk in compiled_graph().stream(
         {"conversation": [{"role": "user", "content": q["prompt"]}], "config": config.model_dump()},
         {"recursion_limit": recursion_limit(config)},
         context=context,
-    )
+        stream_mode=["updates", "values"],
+    ):
+        if mode == "values":
+            out = chunk
+            continue
+        for node, update in chunk.items():
+            if node == "update_archive" and state.get("beams"):
+                candidates.append(final_candidates(policy, state))
+            state.update(update or {})
     wall = time.perf_counter() - t0
     meta = search_metadata(out)
+    variant = name.split(":")[4] if name.count(":") == 4 else ""
+    extra = {"candidates": candidates} if variant in RECORDS_CANDIDATES else {}
     return {
+        **extra,
         "final_reward": out["final_reward"],
         "answer": out["answer"],
         "seed_reward": meta["seed_reward"],
