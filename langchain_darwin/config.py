@@ -77,6 +77,14 @@ class DarwinConfig(BaseModel):
         "weight * the policy's mean token log-probability of the answer under the original "
         "conversation (regularised Best-of-N). 0 = off, as in the paper.",
     )
+    consensus_weight: float = Field(
+        0.0,
+        ge=0.0,
+        description="Over-optimisation guard: the final choice ranks answers by reward + this "
+        "weight * the answer's mean MiniLM cosine to the other answers of the same choice (the "
+        "seed answer and the cycle's beams; regularised Best-of-N, MBR form): an answer the "
+        "search alone found, unlike what the others say, must win by more. 0 = off (the paper).",
+    )
     replacement: bool = Field(
         True, description="False: beams never replace each other (Best-of-N)."
     )
@@ -193,6 +201,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "rewrites_must_ask": False,
         "keep_picked": False,
         "proximity_weight": 0.0,
+        "consensus_weight": 0.0,
         "replacement": True,
         "finished_donors": False,
         "selection": "top_k",

@@ -20,6 +20,9 @@ from langchain_darwin.policy.base import ExtendOutcome
 PHASES = ("seed", "mutation", "beams", "look_ahead", "guard")
 #: Counters of the reward model (not the policy).
 REWARD = "reward"
+#: Counters of the consensus guard's embedder (``{"positions": n, "answers": n}``), present
+#: only when the guard ran.
+CONSENSUS = "consensus"
 
 #: ``{phase: {"prefilled": n, "decoded": n}, "reward": {"positions": n, "answers": n,
 #: "unparsed": n}}``: ``unparsed`` counts a judge's replies that held no score (they rank last)

@@ -18,7 +18,7 @@ from langgraph.types import Overwrite
 from langchain_darwin import archive as archive_ops
 from langchain_darwin.config import DarwinConfig
 from langchain_darwin.graph.draws import keyed_rng, keyed_seed
-from langchain_darwin.graph.guard import proximity
+from langchain_darwin.graph.guard import consensus, proximity
 from langchain_darwin.graph.progress import emit, preview
 from langchain_darwin.graph.state import (
     Beam,
@@ -40,6 +40,7 @@ from langchain_darwin.policy.base import EngineError, ExtendOutcome, RowRequest,
 from langchain_darwin.policy.text import answer_text
 from langchain_darwin.rewards.base import RewardError
 from langchain_darwin.usage import (
+    CONSENSUS,
     Usage,
     add_usage,
     charge,
@@ -491,16 +492,23 @@ def _offer(
 def _guarded_scores(
     state: DarwinState, ctx: DarwinContext, cfg: DarwinConfig, candidates: dict[str, Beam]
 ) -> tuple[dict[str, float], Usage]:
-    """Each scored candidate's reward plus ``proximity_weight`` times its proximity to the
-    policy under the original conversation (see ``guard.py``); the reward alone when off."""
+    """Each scored candidate's reward, plus ``proximity_weight`` times its proximity to the
+    policy under the original conversation and ``consensus_weight`` times its agreement with
+    the other scored candidates (see ``guard.py``); the reward alone when both are off."""
     scored = {k: b for k, b in candidates.items() if b["reward"] is not None}
     scores = {k: float(b["reward"]) for k, b in scored.items()}  # type: ignore[arg-type]
-    if not cfg.proximity_weight or not scored:
-        return scores, {}
-    answers = {k: b["answer"] for k, b in scored.items()}
-    means, positions = proximity(ctx.policy, ctx.session, state["seed"]["prompt"], answers)
-    guarded = {k: r + cfg.proximity_weight * means[k] for k, r in scores.items()}
-    return guarded, {"guard": {"prefilled": positions, "decoded": 0}}
+    usage: Usage = {}
+    if cfg.proximity_weight and scored:
+        answers = {k: b["answer"] for k, b in scored.items()}
+        means, positions = proximity(ctx.policy, ctx.session, state["seed"]["prompt"], answers)
+        scores = {k: r + cfg.proximity_weight * means[k] for k, r in scores.items()}
+        usage = {"guard": {"prefilled": positions, "decoded": 0}}
+    if cfg.consensus_weight and len(scored) > 1:
+        texts = {k: ctx.policy.detokenize(b["answer"]) for k, b in scored.items()}
+        agreement, read = consensus(texts)
+        scores = {k: r + cfg.consensus_weight * agreement[k] for k, r in scores.items()}
+        usage = add_usage(usage, {CONSENSUS: {"positions": read, "answers": len(texts)}})
+    return scores, usage
 
 
 def update_archive(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[str, Any]:
