@@ -8,6 +8,9 @@ records (``frontier-REWARD-answers.json.gz``, committed) so ``--report-only`` re
   cut after 40, 80, ... policy tokens: how well a partial answer's reward ranks final
   rewards, period by period, on plain samples (nothing replaced, so partial and final are the
   same answer's).
+- ``consensus``, ``pool_similarity`` and the held-out score of every answer the consensus
+  guard picks at some weight (``benchmarks.frontier_guard``): the guard replayed on stored
+  searches and pools.
 
     python -m benchmarks.frontier_answers --reward whole
 """
@@ -96,6 +99,12 @@ def fill(store: Path, budget_s: float, prefix_samples: int = 16) -> None:
         if time.perf_counter() - start > budget_s:
             log(f"stopped at the budget after {done} answers; run again to go on")
             return
+    from benchmarks import frontier_guard
+
+    done += frontier_guard.fill(
+        records, scores, lambda qid, text: reverse_likelihood(prompts[str(qid)], text)
+    )
+    _save(store, scores)
     log(f"scored {done} answers")
 
 

@@ -702,10 +702,13 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 
 
 def report(store: Path, plot_path: Path) -> None:
+    from benchmarks import frontier_guard
     from benchmarks.frontier_answers import load_scores
 
     records = load(store)
-    attach_answer_scores(records, load_scores(store))
+    scores = load_scores(store)
+    attach_answer_scores(records, scores)
+    frontier_guard.attach(records, scores)
     halves = sorted({r["half"] for r in records})
     print(f"## All questions (n={len({r['qid'] for r in records})})")
     print("\n".join(table(records, None)))
@@ -730,6 +733,7 @@ def report(store: Path, plot_path: Path) -> None:
     print("\n".join(knob_pairs(records)))
     print("\n".join(period_pairs(records)))
     print("\n".join(against_darwin(records)))
+    print("\n".join(frontier_guard.section(records)))
     plot(records, plot_path)
     print(f"plot: {plot_path}")
     print(last_line(records))

@@ -1,0 +1,246 @@
+"""Issue 18: the consensus guard (``DarwinConfig.consensus_weight``) evaluated on stored searches.
+
+Records of the ``cands`` variant keep every final candidate (the seed answer and each cycle's
+beams, with their steering rewards), so the guard's choice at any weight is replayed exactly
+as the graph makes it (``guard_pick``), without searching again; its consensus values come
+from the library's own ``consensus`` and are kept in the answers sidecar. Best-of-N with the
+same guard is replayed on the pools (random N-subsets, each sample's cosine to the others in
+its subset), so the report can say whether the search or the guard buys what it shows.
+
+The weight is chosen on the tuning half and judged on the held-out half by the rule written
+before these searches ran (``choose_weight``, ``verdict``; docs/quality.md, seventh pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: Weights the report replays (0: today's choice, the reward alone).
+GUARD_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+#: Random N-subsets per question and N for Best-of-N with the guard (fixed seeds: the report
+#: prints the same numbers every time).
+POOL_DRAWS = 200
+#: The searches the guard is replayed on: today's default DARWIN at 1x, 2x, 4x.
+GUARDED = {k: f"darwin:1:{k}:40:cands" for k in (1, 2, 4)}
+
+
+def record_key(r: dict[str, Any]) -> str:
+    return f"{r['qid']}|{r['config']}"
+
+
+def cycle_consensus(cycle: Sequence[dict[str, Any]]) -> list[float | None]:
+    """The library's consensus over a cycle's scored candidates (None: never scored, not a
+    candidate), in candidate order."""
+    from langchain_darwin.graph.guard import consensus
+
+    scored = {str(i): c["answer"] for i, c in enumerate(cycle) if c["reward"] is not None}
+    values, _ = consensus(scored)
+    return [values.get(str(i)) for i in range(len(cycle))]
+
+
+def guard_pick(
+    cycles: Sequence[Sequence[dict[str, Any]]],
+    agreement: Sequence[Sequence[float | None]],
+    weight: float,
+) -> dict[str, Any]:
+    """The answer the graph returns with ``consensus_weight=weight``: per cycle the seed answer
+    is offered first, then the cycle's best beam by guarded score; each replaces the best so
+    far only if its score is strictly higher (``update_archive``)."""
+    best: dict[str, Any] | None = None
+    best_score = -np.inf
+    for cycle, values in zip(cycles, agreement, strict=True):
+        seed, beams = cycle[0], list(zip(cycle[1:], values[1:], strict=True))
+        offers = [(seed, values[0])]
+        scored = [(c, v) for c, v in beams if c["reward"] is not None]
+        if scored:
+            offers.append(max(scored, key=lambda cv: cv[0]["reward"] + weight * (cv[1] or 0.0)))
+        for cand, value in offers:
+            if cand["reward"] is None:
+                continue
+            score = cand["reward"] + (weight * value if weight and value is not None else 0.0)
+            if score > best_score:
+                best, best_score = cand, score
+    if best is None:
+        raise ValueError("no scored candidate in the record")
+    return best
+
+
+def fill(records: list[dict[str, Any]], scores: dict[str, Any], held_out: Any) -> int:
+    """Add to the sidecar ``scores`` what the guard's replay needs: each ``cands`` record's
+    consensus values, the pools' cosine matrices, and the held-out score (``held_out(qid,
+    text)``, stored in ``scores["held_out"]``) of every answer some weight picks. Returns how
+    many answers were embedded or scored."""
+    from benchmarks.frontier_answers import answer_key
+    from benchmarks.frontier_report import join_pools
+    from langchain_darwin.inprocess.default_reward import embed
+
+    done = 0
+    agreement = scores.setdefault("consensus", {})
+    similarity = scores.setdefault("pool_similarity", {})
+    for r in records:
+        if "candidates" not in r:
+            continue
+        key = record_key(r)
+        if key not in agreement:
+            agreement[key] = [cycle_consensus(c) for c in r["candidates"]]
+            done += sum(len(c) for c in r["candidates"])
+        held = scores["held_out"].setdefault(str(r["qid"]), {})
+        for weight in GUARD_WEIGHTS:
+            text = guard_pick(r["candidates"], agreement[key], weight)["answer"]
+            if answer_key(text) not in held:
+                held[answer_key(text)] = held_out(r["qid"], text)
+                done += 1
+    for pool in join_pools([r for r in records if r["config"] == "bon"]):
+        qid = str(pool["qid"])
+        answers = pool.get("answers") or []
+        if qid in similarity or not answers or None in answers:
+            continue
+        vectors = embed(answers)
+        similarity[qid] = np.round((vectors @ vectors.T).numpy(), 4).tolist()
+        done += len(answers)
+    return done
+
+
+def attach(records: list[dict[str, Any]], scores: dict[str, Any]) -> None:
+    """Put the sidecar's consensus values and pool cosines on the records."""
+    agreement = scores.get("consensus", {})
+    similarity = scores.get("pool_similarity", {})
+    for r in records:
+        if r["config"] == "bon" and str(r["qid"]) in similarity:
+            r["similarity"] = np.asarray(similarity[str(r["qid"])])
+        elif record_key(r) in agreement:
+            r["consensus"] = agreement[record_key(r)]
+            r["answer_held_out"] = scores["held_out"].get(str(r["qid"]), {})
+
+
+def pool_guard_curve(pool: dict[str, Any], weight: float) -> list[dict[str, float]]:
+    """Best-of-N with the guard for N = 1..pool: the expected steering reward and held-out
+    score of its pick (each sample's consensus taken over its own subset), against the same
+    expected generated tokens as plain Best-of-N."""
+    rewards, held = np.asarray(pool["rewards"]), np.asarray(pool["held_out"])
+    sim, size = pool["similarity"], len(pool["rewards"])
+    nonempty = np.asarray([bool(a.strip()) for a in pool["answers"]])
+    per_token = float(np.mean(pool["tokens"]))
+    rng = np.random.default_rng(int(pool["qid"]))
+    curve = []
+    for n in range(1, size + 1):
+        draws = 1 if n == size else POOL_DRAWS
+        picks = []
+        for _ in range(draws):
+            idx = np.sort(rng.choice(size, n, replace=False))
+            agree = np.zeros(n)
+            refs = nonempty[idx]
+            if weight and refs.sum() > 1:
+                sub = sim[np.ix_(idx, idx)] * refs[None, :]
+                agree = (sub.sum(1) - np.diag(sub)) / (refs.sum() - 1) * refs
+            picks.append(idx[int(np.argmax(rewards[idx] + weight * agree))])
+        curve.append(
+            {
+                "n": n,
+                "generated": n * per_token,
+                "reward": float(rewards[picks].mean()),
+                "held_out": float(held[picks].mean()),
+            }
+        )
+    return curve
+
+
+def _diffs(
+    records: list[dict[str, Any]], pools: dict[Any, dict[str, Any]], weight: float, k: int
+) -> dict[str, list[float]]:
+    """Per question: the guarded pick minus plain Best-of-N and minus guarded Best-of-N, on
+    the steering reward and the held-out score, at the search's generated tokens."""
+    from benchmarks.frontier_answers import answer_key
+    from benchmarks.frontier_report import bon_at, bon_curve
+
+    out: dict[str, list[float]] = {"steer": [], "held": [], "steer_g": [], "held_g": []}
+    for r in records:
+        pool = pools.get(r["qid"])
+        if r["config"] != GUARDED[k] or "consensus" not in r or pool is None:
+            continue
+        pick = guard_pick(r["candidates"], r["consensus"], weight)
+        held = r["answer_held_out"].get(answer_key(pick["answer"]))
+        if held is None:
+            continue
+        plain, guarded = bon_curve(pool), pool["guard_curves"][weight]
+        at = r["generated"]
+        out["steer"].append(pick["reward"] - bon_at(plain, at)[0])
+        out["held"].append(held - bon_at(plain, at, "held_out")[0])
+        out["steer_g"].append(pick["reward"] - bon_at(guarded, at)[0])
+        out["held_g"].append(held - bon_at(guarded, at, "held_out")[0])
+    return out
+
+
+def choose_weight(table: dict[tuple[float, int], dict[str, list[float]]]) -> float:
+    """The rule fixed before the searches ran, on the tuning half: the smallest weight whose
+    held-out-score minus Best-of-N mean is >= 0 and steering minus Best-of-N mean > 0 at all
+    three budgets; else, among weights with steering > 0 at all three, the one whose worst
+    held-out-score difference is highest."""
+    mean = lambda v: float(np.mean(v)) if v else -np.inf  # noqa: E731
+    steering_ok = [w for w in GUARD_WEIGHTS if all(mean(table[w, k]["steer"]) > 0 for k in GUARDED)]
+    for w in steering_ok:
+        if all(mean(table[w, k]["held"]) >= 0 for k in GUARDED):
+            return w
+    if not steering_ok:
+        return 0.0
+    return max(steering_ok, key=lambda w: min(mean(table[w, k]["held"]) for k in GUARDED))
+
+
+def verdict(table: dict[tuple[float, int], dict[str, list[float]]], weight: float) -> str:
+    """The adoption test on the held-out half: steering mean > 0 at all three budgets with
+    the interval above 0 at two at least, and held-out-score mean >= 0 at all three."""
+    from benchmarks.frontier_report import mean_ci
+
+    steer = [mean_ci(table[weight, k]["steer"]) for k in GUARDED]
+    held = [mean_ci(table[weight, k]["held"]) for k in GUARDED]
+    ok = (
+        all(m > 0 for m, _, _ in steer)
+        and sum(lo > 0 for _, lo, _ in steer) >= 2
+        and all(m >= 0 for m, _, _ in held)
+    )
+    return "passes" if ok else "fails"
+
+
+def section(records: list[dict[str, Any]]) -> list[str]:
+    """(h): the guard at each weight against plain and guarded Best-of-N, per half, and the
+    weight the rule picks on the tuning half with its verdict on the held-out half."""
+    from benchmarks.frontier_report import _fmt, mean_ci
+
+    pools = {
+        r["qid"]: r
+        for r in records
+        if r["config"] == "bon" and "held_out" in r and "similarity" in r and "answers" in r
+    }
+    searched = [r for r in records if "consensus" in r]
+    if not pools or not searched:
+        return []
+    for pool in pools.values():
+        pool["guard_curves"] = {w: pool_guard_curve(pool, w) for w in GUARD_WEIGHTS}
+    lines = [
+        "(h) the consensus guard replayed on today's default (darwin:1:k:40:cands), minus "
+        "Best-of-N at equal generated tokens (plain | with the same guard):"
+    ]
+    tables = {}
+    for half in ("tune", "held_out", None):
+        rs = [r for r in searched if half is None or r["half"] == half]
+        table = {(w, k): _diffs(rs, pools, w, k) for w in GUARD_WEIGHTS for k in GUARDED}
+        tables[half] = table
+        for w in GUARD_WEIGHTS:
+            for k in GUARDED:
+                d = table[w, k]
+                if d["steer"]:
+                    lines.append(
+                        f"    {half or 'all'} weight {w:g} {k}x ({len(d['steer'])} q): "
+                        f"steering {_fmt(mean_ci(d['steer']))}, held-out "
+                        f"{_fmt(mean_ci(d['held']))} | steering {_fmt(mean_ci(d['steer_g']))}, "
+                        f"held-out {_fmt(mean_ci(d['held_g']))}"
+                    )
+    weight = choose_weight(tables["tune"])
+    lines.append(
+        f"    rule: weight {weight:g} (tuning half); on the held-out half it "
+        f"{verdict(tables['held_out'], weight)}"
+    )
+    return lines

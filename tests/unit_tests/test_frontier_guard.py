@@ -1,0 +1,55 @@
+"""The consensus guard replayed on stored candidates (benchmarks/frontier_guard.py) picks
+exactly what the graph picks with ``consensus_weight`` on: the report's numbers for the guard
+are the library's."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+from benchmarks.frontier import TimedReward, run_search
+from benchmarks.frontier_guard import cycle_consensus, guard_pick, pool_guard_curve
+from benchmarks.frontier_report import expected_best
+from langchain_darwin.rewards import CallableReward
+from tests.fake_engine import FakeEngine
+from tests.unit_tests.test_fake_engine import rare_share, search
+
+QUESTION = {"id": 7, "prompt": "How do I boil an egg?"}
+ARGS = types.SimpleNamespace(max_tokens=24, seed=0)
+
+
+@pytest.mark.parametrize("mc", [1, 2])
+def test_the_replayed_choice_is_the_graphs_at_every_weight(mc: int) -> None:
+    reward = TimedReward(CallableReward(rare_share))
+    record = run_search(FakeEngine(), reward, QUESTION, f"darwin:{mc}:1:8:cands", ARGS)
+    cycles = record["candidates"]
+    assert len(cycles) == mc and all(len(c) == 6 for c in cycles)  # seed answer + 5 beams
+    agreement = [cycle_consensus(c) for c in cycles]
+    assert guard_pick(cycles, agreement, 0.0)["answer"] == record["answer"]
+    differs = 0
+    for weight in (0.5, 2.0, 8.0):
+        graph = search(seed=QUESTION["id"], iterations=mc, consensus_weight=weight)
+        pick = guard_pick(cycles, agreement, weight)
+        assert pick["answer"] == graph["answer"] and pick["reward"] == graph["final_reward"]
+        differs += pick["answer"] != record["answer"]
+    assert differs > 0  # some weight changes the choice, so the comparison can fail
+
+
+def test_best_of_n_with_the_guard_off_is_plain_best_of_n() -> None:
+    rewards = [0.3, 1.2, -0.5, 0.9, 2.0, 0.1]
+    pool = {
+        "qid": 3,
+        "rewards": rewards,
+        "held_out": [-float(i) for i in range(6)],
+        "tokens": [10] * 6,
+        "answers": ["a", "b", "c", "d", "e", "f"],
+        "similarity": np.eye(6),
+    }
+    curve = pool_guard_curve(pool, 0.0)
+    assert curve[-1]["reward"] == 2.0 and curve[-1]["held_out"] == -4.0
+    for point in curve:  # Monte Carlo over subsets, against the exact expectation
+        assert point["reward"] == pytest.approx(expected_best(rewards, point["n"]), abs=0.08)
+    # with orthogonal answers the guard adds nothing, whatever its weight
+    assert pool_guard_curve(pool, 4.0) == curve
