@@ -219,25 +219,34 @@ def section(records: list[dict[str, Any]]) -> list[str]:
         return []
     for pool in pools.values():
         pool["guard_curves"] = {w: pool_guard_curve(pool, w) for w in GUARD_WEIGHTS}
+    tables = {
+        half: {
+            (w, k): _diffs([r for r in searched if half is None or r["half"] == half], pools, w, k)
+            for w in GUARD_WEIGHTS
+            for k in GUARDED
+        }
+        for half in ("tune", "held_out", None)
+    }
     lines = [
-        "(h) the consensus guard replayed on today's default (darwin:1:k:40:cands), minus "
-        "Best-of-N at equal generated tokens (plain | with the same guard):"
+        "(h) the consensus guard replayed on today's default (darwin:1:k:40:cands): the pick at "
+        "each weight minus Best-of-N at equal generated tokens"
     ]
-    tables = {}
-    for half in ("tune", "held_out", None):
-        rs = [r for r in searched if half is None or r["half"] == half]
-        table = {(w, k): _diffs(rs, pools, w, k) for w in GUARD_WEIGHTS for k in GUARDED}
-        tables[half] = table
-        for w in GUARD_WEIGHTS:
-            for k in GUARDED:
-                d = table[w, k]
-                if d["steer"]:
-                    lines.append(
-                        f"    {half or 'all'} weight {w:g} {k}x ({len(d['steer'])} q): "
-                        f"steering {_fmt(mean_ci(d['steer']))}, held-out "
-                        f"{_fmt(mean_ci(d['held']))} | steering {_fmt(mean_ci(d['steer_g']))}, "
-                        f"held-out {_fmt(mean_ci(d['held_g']))}"
-                    )
+    for against, suffix in (("plain Best-of-N", ""), ("Best-of-N with the same guard", "_g")):
+        lines += [
+            f"against {against}:",
+            "| half | weight | n | steering 1x | steering 2x | steering 4x "
+            "| held-out 1x | held-out 2x | held-out 4x |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for half, table in tables.items():
+            for w in GUARD_WEIGHTS:
+                n = min(len(table[w, k]["steer"]) for k in GUARDED)
+                cells = [
+                    _fmt(mean_ci(table[w, k][score + suffix]))
+                    for score in ("steer", "held")
+                    for k in GUARDED
+                ]
+                lines.append(f"| {half or 'all'} | {w:g} | {n} | " + " | ".join(cells) + " |")
     weight = choose_weight(tables["tune"])
     lines.append(
         f"    rule: weight {weight:g} (tuning half); on the held-out half it "

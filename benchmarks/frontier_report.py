@@ -243,11 +243,14 @@ def table(records: list[dict[str, Any]], half: str | None) -> list[str]:
 def default_knobs(config: str) -> bool:
     """Whether a config's variant leaves every knob at today's ``DarwinConfig`` default (a
     record's name says what it ran with: records run before a default changed carry the
-    variant that names their knobs, e.g. ``topk``)."""
-    from benchmarks.frontier import VARIANTS
+    variant that names their knobs, e.g. ``topk``). A replicate that records candidates
+    (``cands``) is not one: the last line and the pairings keep the runs it repeats."""
+    from benchmarks.frontier import RECORDS_CANDIDATES, VARIANTS
     from langchain_darwin.config import DarwinConfig
 
     variant = config.split(":")[4] if config.count(":") == 4 else ""
+    if variant in RECORDS_CANDIDATES:  # a later replicate, read against the runs it repeats
+        return False
     fields = DarwinConfig.model_fields
     return all(fields[k].default == v for k, v in VARIANTS[variant].items())
 

@@ -53,3 +53,29 @@ def test_best_of_n_with_the_guard_off_is_plain_best_of_n() -> None:
         assert point["reward"] == pytest.approx(expected_best(rewards, point["n"]), abs=0.08)
     # with orthogonal answers the guard adds nothing, whatever its weight
     assert pool_guard_curve(pool, 4.0) == curve
+
+
+def rule_table(steer: dict[float, float], held: dict[float, float]) -> dict:
+    """Every budget alike: weight -> steering and held-out differences on three questions."""
+    from benchmarks.frontier_guard import GUARD_WEIGHTS, GUARDED
+
+    return {
+        (w, k): {"steer": [steer[w] - 0.01, steer[w], steer[w] + 0.01], "held": [held[w]] * 3}
+        for w in GUARD_WEIGHTS
+        for k in GUARDED
+    }
+
+
+def test_the_rule_takes_the_smallest_weight_that_is_not_worse_and_still_steers() -> None:
+    from benchmarks.frontier_guard import choose_weight, verdict
+
+    steer = {0.0: 0.1, 0.5: 0.08, 1.0: 0.06, 2.0: 0.03, 4.0: -0.01}
+    table = rule_table(steer, {0.0: -0.1, 0.5: -0.02, 1.0: 0.0, 2.0: 0.05, 4.0: 0.09})
+    assert choose_weight(table) == 1.0
+    assert verdict(table, 1.0) == "passes"
+    assert verdict(table, 0.5) == "fails"  # held-out mean below zero
+    assert verdict(table, 4.0) == "fails"  # steering mean below zero
+    # no weight is not worse: the one whose worst held-out difference is highest, among
+    # those that still steer above Best-of-N
+    table = rule_table(steer, {0.0: -0.1, 0.5: -0.05, 1.0: -0.02, 2.0: -0.03, 4.0: 0.2})
+    assert choose_weight(table) == 1.0
