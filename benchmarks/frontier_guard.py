@@ -174,6 +174,20 @@ def _diffs(
     return out
 
 
+def steering_diffs(records: list[dict[str, Any]], weight: float, k: int) -> list[float]:
+    """Per question: the steering reward of DARWIN's pick at ``weight`` (replayed on the
+    ``cands`` records at ``k``x) minus plain Best-of-N at the search's generated tokens."""
+    from benchmarks.frontier_report import bon_at, bon_curve
+
+    pools = {r["qid"]: r for r in records if r["config"] == "bon"}
+    return [
+        guard_pick(r["candidates"], r["consensus"], weight)["reward"]
+        - bon_at(bon_curve(pools[r["qid"]]), r["generated"])[0]
+        for r in records
+        if r["config"] == GUARDED[k] and "consensus" in r and r["qid"] in pools
+    ]
+
+
 def choose_weight(table: dict[tuple[float, int], dict[str, list[float]]]) -> float:
     """The rule fixed before the searches ran, on the tuning half: the smallest weight whose
     held-out-score minus Best-of-N mean is >= 0 and steering minus Best-of-N mean > 0 at all

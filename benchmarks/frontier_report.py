@@ -255,16 +255,32 @@ def default_knobs(config: str) -> bool:
     return all(fields[k].default == v for k, v in VARIANTS[variant].items())
 
 
-def last_line(records: list[dict[str, Any]]) -> str:
+def last_line(records: list[dict[str, Any]], consensus_weight: float | None = None) -> str:
     """``frontier n=Q darwin_minus_bon@1x=.. @2x=.. @4x=.. lo@..``: DARWIN (default knobs,
     m=40) at 1x, 2x, 4x Best-of-5's beams, minus Best-of-N interpolated at DARWIN's own
     generated tokens per question; ``lo`` the interval's lower bound; ``n`` the fewest
     questions behind any of them. A budget is bought with beams per instruction (MC = 1
-    preferred: one cycle, nb = 1, 2, 4), so more cycles (MC = 2, 3) never change this line."""
+    preferred: one cycle, nb = 1, 2, 4), so more cycles (MC = 2, 3) never change this line.
+    When today's default guards its final choice (``consensus_weight`` > 0), DARWIN's numbers
+    are that choice replayed on the ``cands`` records (``frontier_guard``); ``consensus_weight``
+    names another weight."""
+    from benchmarks import frontier_guard
+    from langchain_darwin.config import DarwinConfig
+
     rows = {r["config"]: r for r in config_rows(records, None)}
     counts = []  # n: the fewest questions behind any of the three (a capped run may differ)
     diffs, los = [], []
+    weight = consensus_weight
+    if weight is None:
+        weight = DarwinConfig.model_fields["consensus_weight"].default
     for k in MULTIPLES:
+        guarded = frontier_guard.steering_diffs(records, weight, k) if weight else []
+        if guarded:  # today's default guards its final choice: replayed on the cands records
+            m, lo, _ = mean_ci(guarded)
+            counts.append(len(guarded))
+            diffs.append(f"darwin_minus_bon@{k}x={m:.4f}")
+            los.append(f"lo@{k}x={lo:.4f}")
+            continue
         names = [
             c
             for c in rows

@@ -79,3 +79,35 @@ def test_the_rule_takes_the_smallest_weight_that_is_not_worse_and_still_steers()
     # those that still steer above Best-of-N
     table = rule_table(steer, {0.0: -0.1, 0.5: -0.05, 1.0: -0.02, 2.0: -0.03, 4.0: 0.2})
     assert choose_weight(table) == 1.0
+
+
+def test_a_guarded_default_reads_the_last_line_from_the_replayed_choice() -> None:
+    from benchmarks.frontier_report import last_line
+
+    pool = {"qid": 1, "half": "tune", "config": "bon", "rewards": [0.0, 1.0],
+            "tokens": [100, 100], "ended": [True, True], "prefilled": 20, "decoded": 200,
+            "wall_s": 2.0, "reward_s": 0.0}  # fmt: skip
+    # Best-of-N at 200 tokens (N = 2) expects 1.0; the pick at weight 0 scores 1.5, and at
+    # weight 1 the guard prefers the 1.2 answer the others agree with
+    cycle = [
+        {"answer": "s", "reward": 0.5},
+        {"answer": "x", "reward": 1.5},
+        {"answer": "y", "reward": 1.2},
+    ]
+    records = [pool] + [
+        {
+            "qid": 1,
+            "half": "tune",
+            "config": f"darwin:1:{k}:40:cands",
+            "generated": 200,
+            "candidates": [cycle],
+            "consensus": [[0.1, 0.0, 0.6]],
+            "final_reward": 1.5,  # what the search returned (the guard off)
+            **{"prefilled": 0, "reward_answers": 3, "wall_s": 1.0, "reward_s": 0.0},
+            **{"winner": "cycle 0 beam 0", "answer_ended": True},
+        }
+        for k in (1, 2, 4)
+    ]
+    assert "darwin_minus_bon@1x=0.5000" in last_line(records, consensus_weight=0.1)
+    assert "darwin_minus_bon@4x=0.2000" in last_line(records, consensus_weight=1.0)
+    assert last_line(records, consensus_weight=1.0).startswith("frontier n=1 ")
