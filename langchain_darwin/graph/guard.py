@@ -19,10 +19,11 @@ on MiniLM sentence embeddings (the default reward's embedder): an answer unlike 
 candidates say (an answer to a drifted rewrite, a reward hack only one beam found) must win by
 more. It reads no policy, so it works the same on every engine.
 
-Both act at the final choice (each cycle's candidates and the seed answer, once per cycle):
-one batched prefill of a handful of answers. Acting at every replacement would prefill every
-changed beam under the original conversation every period, about as many positions as the
-whole search decodes, for a signal that matters only where an answer is picked.
+Both act at the final choice only (each cycle's candidates and the seed answer, once per
+cycle): one batched prefill of a handful of answers for proximity, one MiniLM pass over them
+for consensus. Acting at every replacement would prefill every changed beam under the original
+conversation every period, about as many positions as the whole search decodes, for a signal
+that matters only where an answer is picked.
 """
 
 from __future__ import annotations
