@@ -218,6 +218,26 @@ def verdict(table: dict[tuple[float, int], dict[str, list[float]]], weight: floa
     return "passes" if ok else "fails"
 
 
+def agreement_line(searched: list[dict[str, Any]], pools: dict[Any, dict[str, Any]]) -> str:
+    """How alike a search's final candidates are (mean consensus) against a pool's plain
+    samples (mean pairwise cosine): replacement copies prefixes, so agreement among DARWIN's
+    candidates partly counts copies of one lineage rather than independent answers."""
+    from benchmarks.frontier_report import _fmt, mean_ci
+
+    parts = []
+    for k, config in GUARDED.items():
+        rs = [r for r in searched if r["config"] == config and r["qid"] in pools]
+        if not rs:
+            continue
+        alike = [np.mean([v for v in r["consensus"][0] if v is not None]) for r in rs]
+        sims = [pools[r["qid"]]["similarity"] for r in rs]
+        plain = [(m.sum() - np.trace(m)) / (len(m) * (len(m) - 1)) for m in sims]
+        parts.append(f"{k}x {_fmt(mean_ci(alike))} against {_fmt(mean_ci(plain))}")
+    return "    mean cosine among the final candidates, DARWIN against the pool's samples: " + (
+        "; ".join(parts)
+    )
+
+
 def section(records: list[dict[str, Any]]) -> list[str]:
     """(h): the guard at each weight against plain and guarded Best-of-N, per half, and the
     weight the rule picks on the tuning half with its verdict on the held-out half."""
@@ -261,6 +281,7 @@ def section(records: list[dict[str, Any]]) -> list[str]:
                     for k in GUARDED
                 ]
                 lines.append(f"| {half or 'all'} | {w:g} | {n} | " + " | ".join(cells) + " |")
+    lines.append(agreement_line(searched, pools))
     weight = choose_weight(tables["tune"])
     lines.append(
         f"    rule: weight {weight:g} (tuning half); on the held-out half it "
