@@ -218,6 +218,21 @@ def verdict(table: dict[tuple[float, int], dict[str, list[float]]], weight: floa
     return "passes" if ok else "fails"
 
 
+def replicated_line(records: list[dict[str, Any]]) -> str:
+    """How many ``cands`` searches gave the same answer from the same tokens as the stored
+    run they repeat (the default's ``softmax`` records: same knobs, question and seed)."""
+    stored = {(r["qid"], r["config"]): r for r in records if r["config"] != "bon"}
+    same = total = 0
+    for r in records:
+        if r["config"] not in GUARDED.values():
+            continue
+        twin = stored.get((r["qid"], r["config"].replace(":cands", ":softmax")))
+        if twin is not None:
+            total += 1
+            same += twin["answer"] == r["answer"] and twin["generated"] == r["generated"]
+    return f"    replayed searches identical to the stored run they repeat: {same} of {total}"
+
+
 def agreement_line(searched: list[dict[str, Any]], pools: dict[Any, dict[str, Any]]) -> str:
     """How alike a search's final candidates are (mean consensus) against a pool's plain
     samples (mean pairwise cosine): replacement copies prefixes, so agreement among DARWIN's
@@ -281,6 +296,7 @@ def section(records: list[dict[str, Any]]) -> list[str]:
                     for k in GUARDED
                 ]
                 lines.append(f"| {half or 'all'} | {w:g} | {n} | " + " | ".join(cells) + " |")
+    lines.append(replicated_line(records))
     lines.append(agreement_line(searched, pools))
     weight = choose_weight(tables["tune"])
     lines.append(
