@@ -67,6 +67,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 RECORDS_CANDIDATES = frozenset({"cands"})
 
 
+def variant_of(name: str) -> str:
+    """The variant a config name carries after its fourth colon ("" for none)."""
+    return name.split(":")[4] if name.count(":") == 4 else ""
+
+
 def parse_config(name: str) -> tuple[str, dict[str, Any]]:
     """``method:MC:nb:m[:variant]`` -> (method, knobs)."""
     parts = name.split(":")
@@ -268,8 +273,7 @@ def run_search(
             state.update(update or {})
     wall = time.perf_counter() - t0
     meta = search_metadata(out)
-    variant = name.split(":")[4] if name.count(":") == 4 else ""
-    extra = {"candidates": candidates} if variant in RECORDS_CANDIDATES else {}
+    extra = {"candidates": candidates} if variant_of(name) in RECORDS_CANDIDATES else {}
     return {
         **extra,
         "final_reward": out["final_reward"],

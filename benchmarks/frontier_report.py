@@ -245,10 +245,10 @@ def default_knobs(config: str) -> bool:
     record's name says what it ran with: records run before a default changed carry the
     variant that names their knobs, e.g. ``topk``). A replicate that records candidates
     (``cands``) is not one: the last line and the pairings keep the runs it repeats."""
-    from benchmarks.frontier import RECORDS_CANDIDATES, VARIANTS
+    from benchmarks.frontier import RECORDS_CANDIDATES, VARIANTS, variant_of
     from langchain_darwin.config import DarwinConfig
 
-    variant = config.split(":")[4] if config.count(":") == 4 else ""
+    variant = variant_of(config)
     if variant in RECORDS_CANDIDATES:  # a later replicate, read against the runs it repeats
         return False
     fields = DarwinConfig.model_fields
@@ -722,7 +722,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 
 def report(store: Path, plot_path: Path) -> None:
     from benchmarks import frontier_guard
-    from benchmarks.frontier import RECORDS_CANDIDATES
+    from benchmarks.frontier import RECORDS_CANDIDATES, variant_of
     from benchmarks.frontier_answers import load_scores
 
     everything = load(store)
@@ -730,7 +730,7 @@ def report(store: Path, plot_path: Path) -> None:
     attach_answer_scores(everything, scores)
     frontier_guard.attach(everything, scores)
     # replicates kept for the guard's replay repeat searches already stored: counted once
-    records = [r for r in everything if r["config"].split(":")[4:5] != list(RECORDS_CANDIDATES)]
+    records = [r for r in everything if variant_of(r["config"]) not in RECORDS_CANDIDATES]
     halves = sorted({r["half"] for r in records})
     print(f"## All questions (n={len({r['qid'] for r in records})})")
     print("\n".join(table(records, None)))
