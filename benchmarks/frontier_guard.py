@@ -49,20 +49,23 @@ def guard_pick(
     """The answer the graph returns with ``consensus_weight=weight``: per cycle the seed answer
     is offered first, then the cycle's best beam by guarded score; each replaces the best so
     far only if its score is strictly higher (``update_archive``)."""
+
+    def score(offer: tuple[dict[str, Any], float | None]) -> float:
+        cand, value = offer
+        return float(cand["reward"]) + weight * (value or 0.0)
+
     best: dict[str, Any] | None = None
     best_score = -np.inf
     for cycle, values in zip(cycles, agreement, strict=True):
-        seed, beams = cycle[0], list(zip(cycle[1:], values[1:], strict=True))
-        offers = [(seed, values[0])]
-        scored = [(c, v) for c, v in beams if c["reward"] is not None]
-        if scored:
-            offers.append(max(scored, key=lambda cv: cv[0]["reward"] + weight * (cv[1] or 0.0)))
-        for cand, value in offers:
-            if cand["reward"] is None:
-                continue
-            score = cand["reward"] + (weight * value if weight and value is not None else 0.0)
-            if score > best_score:
-                best, best_score = cand, score
+        offers = [(cycle[0], values[0])]  # the seed answer first
+        beams = [
+            (c, v) for c, v in zip(cycle[1:], values[1:], strict=True) if c["reward"] is not None
+        ]
+        if beams:
+            offers.append(max(beams, key=score))
+        for offer in offers:
+            if offer[0]["reward"] is not None and score(offer) > best_score:
+                best, best_score = offer[0], score(offer)
     if best is None:
         raise ValueError("no scored candidate in the record")
     return best
@@ -74,7 +77,6 @@ def fill(records: list[dict[str, Any]], scores: dict[str, Any], held_out: Any) -
     text)``, stored in ``scores["held_out"]``) of every answer some weight picks. Returns how
     many answers were embedded or scored."""
     from benchmarks.frontier_answers import answer_key
-    from benchmarks.frontier_report import join_pools
     from langchain_darwin.inprocess.default_reward import embed
 
     done = 0
@@ -93,7 +95,7 @@ def fill(records: list[dict[str, Any]], scores: dict[str, Any], held_out: Any) -
             if answer_key(text) not in held:
                 held[answer_key(text)] = held_out(r["qid"], text)
                 done += 1
-    for pool in join_pools([r for r in records if r["config"] == "bon"]):
+    for pool in (r for r in records if r["config"] == "bon"):  # joined by ``load`` already
         qid = str(pool["qid"])
         answers = pool.get("answers") or []
         if qid in similarity or not answers or None in answers:
@@ -154,7 +156,7 @@ def _diffs(
     """Per question: the guarded pick minus plain Best-of-N and minus guarded Best-of-N, on
     the steering reward and the held-out score, at the search's generated tokens."""
     from benchmarks.frontier_answers import answer_key
-    from benchmarks.frontier_report import bon_at, bon_curve
+    from benchmarks.frontier_report import bon_at
 
     out: dict[str, list[float]] = {"steer": [], "held": [], "steer_g": [], "held_g": []}
     for r in records:
@@ -165,7 +167,7 @@ def _diffs(
         held = r["answer_held_out"].get(answer_key(pick["answer"]))
         if held is None:
             continue
-        plain, guarded = bon_curve(pool), pool["guard_curves"][weight]
+        plain, guarded = pool["plain_curve"], pool["guard_curves"][weight]
         at = r["generated"]
         out["steer"].append(pick["reward"] - bon_at(plain, at)[0])
         out["held"].append(held - bon_at(plain, at, "held_out")[0])
@@ -256,7 +258,7 @@ def agreement_line(searched: list[dict[str, Any]], pools: dict[Any, dict[str, An
 def section(records: list[dict[str, Any]]) -> list[str]:
     """(h): the guard at each weight against plain and guarded Best-of-N, per half, and the
     weight the rule picks on the tuning half with its verdict on the held-out half."""
-    from benchmarks.frontier_report import _fmt, mean_ci
+    from benchmarks.frontier_report import _fmt, bon_curve, mean_ci
 
     pools = {
         r["qid"]: r
@@ -267,6 +269,7 @@ def section(records: list[dict[str, Any]]) -> list[str]:
     if not pools or not searched:
         return []
     for pool in pools.values():
+        pool["plain_curve"] = bon_curve(pool)
         pool["guard_curves"] = {w: pool_guard_curve(pool, w) for w in GUARD_WEIGHTS}
     tables = {
         half: {

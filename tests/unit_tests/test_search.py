@@ -140,9 +140,12 @@ class ScriptedMutator(FakeEngine):
     ) -> Any:
         out = super().extend(session, rows, sampling, commit=commit)
         for i, key in enumerate(k for k in rows if k.startswith("mutation")):
-            reply = self.tokenize(self.REPLIES[i % len(self.REPLIES)] + "\n")
-            out.rows[key] = RowResult(reply, True)
+            out.rows[key] = self.reply(self.REPLIES[i % len(self.REPLIES)])
         return out
+
+    def reply(self, text: str) -> RowResult:
+        """A mutation row's result: the rewrite, ended by its line break."""
+        return RowResult(self.tokenize(text + "\n"), True)
 
 
 @pytest.mark.parametrize("must_ask", [False, True])
@@ -239,20 +242,10 @@ class CutMutator(ScriptedMutator):
     """The scripted mutator, except that every request reply uses its whole budget before a
     line break: a rewrite cut mid-sentence (it still passes the rewrite checks)."""
 
-    def extend(
-        self,
-        session: FakeSession,
-        rows: Mapping[str, RowRequest],
-        sampling: Sampling,
-        *,
-        commit: bool = True,
-    ) -> Any:
-        out = super().extend(session, rows, sampling, commit=commit)
-        request = ScriptedMutator.REPLIES[1]
-        for key in (k for k in rows if k.startswith("mutation")):
-            if self.detokenize(out.rows[key].new_tokens).strip() == request:
-                out.rows[key] = RowResult(self.tokenize(request), False)
-        return out
+    def reply(self, text: str) -> RowResult:
+        if text == ScriptedMutator.REPLIES[1]:
+            return RowResult(self.tokenize(text), False)
+        return super().reply(text)
 
 
 def test_a_rewrite_cut_by_its_budget_falls_back() -> None:
