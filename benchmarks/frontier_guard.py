@@ -1,4 +1,5 @@
-"""Issue 18: the consensus guard (``DarwinConfig.consensus_weight``) evaluated on stored searches.
+"""Issue 18: the final choice's guards (``DarwinConfig.consensus_weight`` and
+``unfinished_penalty``) evaluated on stored searches.
 
 Records of the ``cands`` variant keep every final candidate (the seed answer and each cycle's
 beams, with their steering rewards), so the guard's choice at any weight is replayed exactly
@@ -7,8 +8,9 @@ from the library's own ``consensus`` and are kept in the answers sidecar. Best-o
 same guard is replayed on the pools (random N-subsets, each sample's cosine to the others in
 its subset), so the report can say whether the search or the guard buys what it shows.
 
-The weight is chosen on the tuning half and judged on the held-out half by the rule written
-before these searches ran (``choose_weight``, ``verdict``; docs/quality.md, seventh pass).
+Each guard's setting is chosen on the tuning half and judged on the held-out half by a rule
+written before its replay was read (consensus: ``choose_weight``, seventh pass; finishing:
+``choose_penalty``, eighth pass; both judged by ``verdict``; docs/quality.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,15 @@ import numpy as np
 
 #: Weights the report replays (0: today's choice, the reward alone).
 GUARD_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+#: Unfinished penalties the report replays; 10 exceeds the steering reward's whole range on
+#: these records (the report prints the range), so it stands for "every finished answer first".
+PENALTIES = (0.0, 0.1, 0.25, 0.5, 1.0, 10.0)
+#: A guard's setting: (consensus_weight, unfinished_penalty).
+Setting = tuple[float, float]
+#: Every setting the report replays (and the sidecar holds held-out scores for).
+SETTINGS: tuple[Setting, ...] = tuple(
+    dict.fromkeys([*((w, 0.0) for w in GUARD_WEIGHTS), *((0.0, p) for p in PENALTIES)])
+)
 #: Random N-subsets per question and N for Best-of-N with the guard (fixed seeds: the report
 #: prints the same numbers every time).
 POOL_DRAWS = 200
@@ -41,18 +52,28 @@ def cycle_consensus(cycle: Sequence[dict[str, Any]]) -> list[float | None]:
     return [values.get(str(i)) for i in range(len(cycle))]
 
 
+def cut_short(candidate: dict[str, Any], cap: int | None) -> bool:
+    """The graph's ``cut_short`` on a stored candidate (the frontier sets no stop strings):
+    stopped by a budget, or at the token cap ``cap``."""
+    return not candidate.get("finished", True) or (cap is not None and candidate["tokens"] >= cap)
+
+
 def guard_pick(
     cycles: Sequence[Sequence[dict[str, Any]]],
     agreement: Sequence[Sequence[float | None]],
     weight: float,
+    penalty: float = 0.0,
+    cap: int | None = None,
 ) -> dict[str, Any]:
-    """The answer the graph returns with ``consensus_weight=weight``: per cycle the seed answer
-    is offered first, then the cycle's best beam by guarded score; each replaces the best so
-    far only if its score is strictly higher (``update_archive``)."""
+    """The answer the graph returns with ``consensus_weight=weight`` and
+    ``unfinished_penalty=penalty`` (answers of ``cap`` tokens were cut): per cycle the seed
+    answer is offered first, then the cycle's best beam by guarded score; each replaces the
+    best so far only if its score is strictly higher (``update_archive``)."""
 
     def score(offer: tuple[dict[str, Any], float | None]) -> float:
         cand, value = offer
-        return float(cand["reward"]) + weight * (value or 0.0)
+        cut = penalty * cut_short(cand, cap) if penalty else 0.0
+        return float(cand["reward"]) + weight * (value or 0.0) - cut
 
     best: dict[str, Any] | None = None
     best_score = -np.inf
@@ -90,8 +111,9 @@ def fill(records: list[dict[str, Any]], scores: dict[str, Any], held_out: Any) -
             agreement[key] = [cycle_consensus(c) for c in r["candidates"]]
             done += sum(len(c) for c in r["candidates"])
         held = scores["held_out"].setdefault(str(r["qid"]), {})
-        for weight in GUARD_WEIGHTS:
-            text = guard_pick(r["candidates"], agreement[key], weight)["answer"]
+        for weight, penalty in SETTINGS:
+            pick = guard_pick(r["candidates"], agreement[key], weight, penalty, r["max_tokens"])
+            text = pick["answer"]
             if answer_key(text) not in held:
                 held[answer_key(text)] = held_out(r["qid"], text)
                 done += 1
@@ -118,11 +140,15 @@ def attach(records: list[dict[str, Any]], scores: dict[str, Any]) -> None:
             r["answer_held_out"] = scores["held_out"].get(str(r["qid"]), {})
 
 
-def pool_guard_curve(pool: dict[str, Any], weight: float) -> list[dict[str, float]]:
-    """Best-of-N with the guard for N = 1..pool: the expected steering reward and held-out
-    score of its pick (each sample's consensus taken over its own subset), against the same
-    expected generated tokens as plain Best-of-N."""
+def pool_guard_curve(
+    pool: dict[str, Any], weight: float, penalty: float = 0.0
+) -> list[dict[str, float]]:
+    """Best-of-N with the guards for N = 1..pool: the expected steering reward and held-out
+    score of its pick (each sample's consensus taken over its own subset; a sample that did
+    not end on EOS charged ``penalty``), against the same expected generated tokens as plain
+    Best-of-N."""
     rewards, held = np.asarray(pool["rewards"]), np.asarray(pool["held_out"])
+    cut = penalty * ~np.asarray(pool["ended"], dtype=bool) if penalty else np.zeros(len(rewards))
     sim, size = pool["similarity"], len(pool["rewards"])
     nonempty = np.asarray([bool(a.strip()) for a in pool["answers"]])
     per_token = float(np.mean(pool["tokens"]))
@@ -138,7 +164,7 @@ def pool_guard_curve(pool: dict[str, Any], weight: float) -> list[dict[str, floa
             if weight and refs.sum() > 1:
                 sub = sim[np.ix_(idx, idx)] * refs[None, :]
                 agree = (sub.sum(1) - np.diag(sub)) / (refs.sum() - 1) * refs
-            picks.append(idx[int(np.argmax(rewards[idx] + weight * agree))])
+            picks.append(idx[int(np.argmax(rewards[idx] + weight * agree - cut[idx]))])
         curve.append(
             {
                 "n": n,
@@ -151,24 +177,27 @@ def pool_guard_curve(pool: dict[str, Any], weight: float) -> list[dict[str, floa
 
 
 def _diffs(
-    records: list[dict[str, Any]], pools: dict[Any, dict[str, Any]], weight: float, k: int
+    records: list[dict[str, Any]], pools: dict[Any, dict[str, Any]], setting: Setting, k: int
 ) -> dict[str, list[float]]:
     """Per question: the guarded pick minus plain Best-of-N and minus guarded Best-of-N, on
-    the steering reward and the held-out score, at the search's generated tokens."""
+    the steering reward and the held-out score, at the search's generated tokens; and
+    whether the pick ended by itself."""
     from benchmarks.frontier_answers import answer_key
     from benchmarks.frontier_report import bon_at
 
     out: dict[str, list[float]] = {"steer": [], "held": [], "steer_g": [], "held_g": []}
+    out["ended"] = []
     for r in records:
         pool = pools.get(r["qid"])
         if r["config"] != GUARDED[k] or "consensus" not in r or pool is None:
             continue
-        pick = guard_pick(r["candidates"], r["consensus"], weight)
+        pick = guard_pick(r["candidates"], r["consensus"], *setting, r["max_tokens"])
         held = r["answer_held_out"].get(answer_key(pick["answer"]))
         if held is None:
             continue
-        plain, guarded = pool["plain_curve"], pool["guard_curves"][weight]
+        plain, guarded = pool["plain_curve"], pool["guard_curves"][setting]
         at = r["generated"]
+        out["ended"].append(float(not cut_short(pick, r["max_tokens"])))
         out["steer"].append(pick["reward"] - bon_at(plain, at)[0])
         out["held"].append(held - bon_at(plain, at, "held_out")[0])
         out["steer_g"].append(pick["reward"] - bon_at(guarded, at)[0])
@@ -190,7 +219,10 @@ def steering_diffs(records: list[dict[str, Any]], weight: float, k: int) -> list
     ]
 
 
-def choose_weight(table: dict[tuple[float, int], dict[str, list[float]]]) -> float:
+Table = dict[tuple[float, int], dict[str, list[float]]]
+
+
+def choose_weight(table: Table) -> float:
     """The rule fixed before the searches ran, on the tuning half: the smallest weight whose
     held-out-score minus Best-of-N mean is >= 0 and steering minus Best-of-N mean > 0 at all
     three budgets; else, among weights with steering > 0 at all three, the one whose worst
@@ -205,13 +237,28 @@ def choose_weight(table: dict[tuple[float, int], dict[str, list[float]]]) -> flo
     return max(steering_ok, key=lambda w: min(mean(table[w, k]["held"]) for k in GUARDED))
 
 
-def verdict(table: dict[tuple[float, int], dict[str, list[float]]], weight: float) -> str:
+def choose_penalty(table: Table) -> float:
+    """The finishing guard's rule, fixed before its replay was read (eighth pass), on the
+    tuning half: the penalty meeting most of the target's six conditions on the means
+    (steering minus Best-of-N > 0 and held-out minus Best-of-N >= 0, at each budget), ties to
+    the smaller penalty."""
+    mean = lambda v: float(np.mean(v)) if v else -np.inf  # noqa: E731
+
+    def met(p: float) -> int:
+        return sum(
+            (mean(table[p, k]["steer"]) > 0) + (mean(table[p, k]["held"]) >= 0) for k in GUARDED
+        )
+
+    return max(PENALTIES, key=lambda p: (met(p), -p))
+
+
+def verdict(table: Table, value: float) -> str:
     """The adoption test on the held-out half: steering mean > 0 at all three budgets with
     the interval above 0 at two at least, and held-out-score mean >= 0 at all three."""
     from benchmarks.frontier_report import mean_ci
 
-    steer = [mean_ci(table[weight, k]["steer"]) for k in GUARDED]
-    held = [mean_ci(table[weight, k]["held"]) for k in GUARDED]
+    steer = [mean_ci(table[value, k]["steer"]) for k in GUARDED]
+    held = [mean_ci(table[value, k]["held"]) for k in GUARDED]
     ok = (
         all(m > 0 for m, _, _ in steer)
         and sum(lo > 0 for _, lo, _ in steer) >= 2
@@ -255,10 +302,41 @@ def agreement_line(searched: list[dict[str, Any]], pools: dict[Any, dict[str, An
     )
 
 
+def _table(
+    tables: dict[str | None, Table], values: Sequence[float], label: str, ended: bool
+) -> list[str]:
+    """Markdown rows of each half's differences at each of a guard's values, against plain
+    and against equally guarded Best-of-N (and the pick's share that ended by itself)."""
+    from benchmarks.frontier_report import _fmt, mean_ci
+
+    lines = []
+    for against, suffix in (("plain Best-of-N", ""), ("Best-of-N with the same guard", "_g")):
+        extra = " | pick ended 1x | 2x | 4x" if ended and not suffix else ""
+        lines += [
+            f"against {against}:",
+            f"| half | {label} | n | steering 1x | steering 2x | steering 4x "
+            f"| held-out 1x | held-out 2x | held-out 4x{extra} |",
+            "|---|---|---|---|---|---|---|---|---|" + "---|" * (3 if extra else 0),
+        ]
+        for half, table in tables.items():
+            for v in values:
+                n = min(len(table[v, k]["steer"]) for k in GUARDED)
+                cells = [
+                    _fmt(mean_ci(table[v, k][score + suffix]))
+                    for score in ("steer", "held")
+                    for k in GUARDED
+                ]
+                if extra:
+                    cells += [f"{np.mean(table[v, k]['ended']):.2f}" for k in GUARDED]
+                lines.append(f"| {half or 'all'} | {v:g} | {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def section(records: list[dict[str, Any]]) -> list[str]:
-    """(h): the guard at each weight against plain and guarded Best-of-N, per half, and the
-    weight the rule picks on the tuning half with its verdict on the held-out half."""
-    from benchmarks.frontier_report import _fmt, bon_curve, mean_ci
+    """(h) the consensus guard and (i) the finishing guard, each at every value against plain
+    and guarded Best-of-N, per half, with the value its rule picks on the tuning half and the
+    verdict on the held-out half."""
+    from benchmarks.frontier_report import bon_curve
 
     pools = {
         r["qid"]: r
@@ -270,40 +348,50 @@ def section(records: list[dict[str, Any]]) -> list[str]:
         return []
     for pool in pools.values():
         pool["plain_curve"] = bon_curve(pool)
-        pool["guard_curves"] = {w: pool_guard_curve(pool, w) for w in GUARD_WEIGHTS}
-    tables = {
-        half: {
-            (w, k): _diffs([r for r in searched if half is None or r["half"] == half], pools, w, k)
-            for w in GUARD_WEIGHTS
-            for k in GUARDED
+        pool["guard_curves"] = {st: pool_guard_curve(pool, *st) for st in SETTINGS}
+
+    def tables(setting_of: Any, values: Sequence[float]) -> dict[str | None, Table]:
+        return {
+            half: {
+                (v, k): _diffs(
+                    [r for r in searched if half is None or r["half"] == half],
+                    pools,
+                    setting_of(v),
+                    k,
+                )
+                for v in values
+                for k in GUARDED
+            }
+            for half in ("tune", "held_out", None)
         }
-        for half in ("tune", "held_out", None)
-    }
+
+    consensus = tables(lambda w: (w, 0.0), GUARD_WEIGHTS)
     lines = [
         "(h) the consensus guard replayed on today's default (darwin:1:k:40:cands): the pick at "
-        "each weight minus Best-of-N at equal generated tokens"
+        "each weight minus Best-of-N at equal generated tokens",
+        *_table(consensus, GUARD_WEIGHTS, "weight", ended=False),
+        replicated_line(records),
+        agreement_line(searched, pools),
     ]
-    for against, suffix in (("plain Best-of-N", ""), ("Best-of-N with the same guard", "_g")):
-        lines += [
-            f"against {against}:",
-            "| half | weight | n | steering 1x | steering 2x | steering 4x "
-            "| held-out 1x | held-out 2x | held-out 4x |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for half, table in tables.items():
-            for w in GUARD_WEIGHTS:
-                n = min(len(table[w, k]["steer"]) for k in GUARDED)
-                cells = [
-                    _fmt(mean_ci(table[w, k][score + suffix]))
-                    for score in ("steer", "held")
-                    for k in GUARDED
-                ]
-                lines.append(f"| {half or 'all'} | {w:g} | {n} | " + " | ".join(cells) + " |")
-    lines.append(replicated_line(records))
-    lines.append(agreement_line(searched, pools))
-    weight = choose_weight(tables["tune"])
+    weight = choose_weight(consensus["tune"])
     lines.append(
         f"    rule: weight {weight:g} (tuning half); on the held-out half it "
-        f"{verdict(tables['held_out'], weight)}"
+        f"{verdict(consensus['held_out'], weight)}"
+    )
+    finishing = tables(lambda p: (0.0, p), PENALTIES)
+    rewards = [c["reward"] for r in searched for cyc in r["candidates"] for c in cyc]
+    span = max(x for x in rewards if x is not None) - min(x for x in rewards if x is not None)
+    lines += [
+        "",
+        "(i) the finishing guard replayed on the same searches: the pick at each unfinished "
+        "penalty minus Best-of-N at equal generated tokens (an answer at the token cap was cut)",
+        *_table(finishing, PENALTIES, "penalty", ended=True),
+        f"    steering reward's range over these candidates: {span:.3f} "
+        f"(a penalty of {PENALTIES[-1]:g} puts every finished answer first)",
+    ]
+    penalty = choose_penalty(finishing["tune"])
+    lines.append(
+        f"    rule: penalty {penalty:g} (tuning half); on the held-out half it "
+        f"{verdict(finishing['held_out'], penalty)}"
     )
     return lines

@@ -85,6 +85,16 @@ class DarwinConfig(BaseModel):
         "seed answer and the cycle's beams; regularised Best-of-N, MBR form): an answer the "
         "search alone found, unlike what the others say, must win by more. 0 = off (the paper).",
     )
+    unfinished_penalty: float = Field(
+        0.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="Final-choice guard: an answer cut short (by max_tokens or a budget, not "
+        "ended by EOS or a stop string) loses this much reward when the answer is picked, so a "
+        "finished answer wins unless the cut one leads by more (a penalty above the reward's "
+        "whole range puts every finished answer first). Rewards often overrate long, "
+        "unfinished text. 0 = off (the paper).",
+    )
     replacement: bool = Field(
         True, description="False: beams never replace each other (Best-of-N)."
     )
@@ -202,6 +212,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "keep_picked": False,
         "proximity_weight": 0.0,
         "consensus_weight": 0.0,
+        "unfinished_penalty": 0.0,
         "replacement": True,
         "finished_donors": False,
         "selection": "top_k",

@@ -98,11 +98,24 @@ def _grow(beam: Beam, new: list[int], ended: bool, cfg: DarwinConfig, ctx: Darwi
             beam["lineage"][-1][1] += len(new)
         else:
             beam["lineage"].append([beam["instruction"], len(new)])
-    stopped = bool(cfg.stop) and answer_text(ctx.policy, beam["answer"], None) != answer_text(
+    beam["finished"] = ended or _stopped(beam, cfg, ctx) or len(beam["answer"]) >= cfg.max_tokens
+    return beam
+
+
+def _stopped(beam: Beam, cfg: DarwinConfig, ctx: DarwinContext) -> bool:
+    """The answer holds one of the user's stop strings (it ends there)."""
+    return bool(cfg.stop) and answer_text(ctx.policy, beam["answer"], None) != answer_text(
         ctx.policy, beam["answer"], cfg.stop
     )
-    beam["finished"] = ended or stopped or len(beam["answer"]) >= cfg.max_tokens
-    return beam
+
+
+def cut_short(beam: Beam, cfg: DarwinConfig, ctx: DarwinContext) -> bool:
+    """The answer did not end by itself (EOS or a stop string): the token cap or a budget cut
+    it, so a user reads it stopping mid-thought. EOS is never part of the answer, so an answer
+    at the cap was cut."""
+    if _stopped(beam, cfg, ctx):
+        return False
+    return not beam["finished"] or len(beam["answer"]) >= cfg.max_tokens
 
 
 def _budget_reason(state: DarwinState, cfg: DarwinConfig) -> str | None:
@@ -494,7 +507,8 @@ def _guarded_scores(
 ) -> tuple[dict[str, float], Usage]:
     """Each scored candidate's reward, plus ``proximity_weight`` times its proximity to the
     policy under the original conversation and ``consensus_weight`` times its agreement with
-    the other scored candidates (see ``guard.py``); the reward alone when both are off."""
+    the other scored candidates (see ``guard.py``), minus ``unfinished_penalty`` if it was cut
+    short; the reward alone when all three are off."""
     scored = {k: b for k, b in candidates.items() if b["reward"] is not None}
     scores = {k: float(b["reward"]) for k, b in scored.items()}  # type: ignore[arg-type]
     usage: Usage = {}
@@ -508,6 +522,11 @@ def _guarded_scores(
         agreement, read = consensus(texts)
         scores = {k: r + cfg.consensus_weight * agreement[k] for k, r in scores.items()}
         usage = add_usage(usage, {CONSENSUS: {"positions": read, "answers": len(texts)}})
+    if cfg.unfinished_penalty:
+        scores = {
+            k: r - cfg.unfinished_penalty * cut_short(scored[k], cfg, ctx)
+            for k, r in scores.items()
+        }
     return scores, usage
 
 

@@ -111,3 +111,50 @@ def test_a_guarded_default_reads_the_last_line_from_the_replayed_choice() -> Non
     assert "darwin_minus_bon@1x=0.5000" in last_line(records, consensus_weight=0.1)
     assert "darwin_minus_bon@4x=0.2000" in last_line(records, consensus_weight=1.0)
     assert last_line(records, consensus_weight=1.0).startswith("frontier n=1 ")
+
+
+@pytest.mark.parametrize("mc", [1, 2])
+def test_the_replayed_choice_is_the_graphs_at_every_unfinished_penalty(mc: int) -> None:
+    reward = TimedReward(CallableReward(rare_share))
+    differs = 0
+    for qid in range(6):
+        question = {**QUESTION, "id": qid}
+        record = run_search(FakeEngine(), reward, question, f"darwin:{mc}:1:8:cands", ARGS)
+        cycles = record["candidates"]
+        none = [[None] * len(c) for c in cycles]
+        for penalty in (0.01, 0.1, 100.0):
+            graph = search(seed=qid, iterations=mc, unfinished_penalty=penalty)
+            pick = guard_pick(cycles, none, 0.0, penalty, ARGS.max_tokens)
+            assert pick["answer"] == graph["answer"] and pick["reward"] == graph["final_reward"]
+            differs += pick["answer"] != record["answer"]
+    assert differs > 0  # some penalty changes the choice, so the comparison can fail
+
+
+def test_best_of_n_with_a_large_penalty_picks_the_best_finished_sample() -> None:
+    pool = {
+        "qid": 3,
+        "rewards": [0.3, 1.2, 2.0, 0.9],
+        "held_out": [0.0, -1.0, -2.0, -3.0],
+        "tokens": [10] * 4,
+        "ended": [True, True, False, False],
+        "answers": ["a", "b", "c", "d"],
+        "similarity": np.eye(4),
+    }
+    assert pool_guard_curve(pool, 0.0)[-1]["reward"] == 2.0  # off: the cut sample wins
+    assert pool_guard_curve(pool, 0.0, 0.5)[-1]["reward"] == 2.0  # it leads by more
+    assert pool_guard_curve(pool, 0.0, 10.0)[-1]["held_out"] == -1.0  # the best finished
+
+
+def test_the_finishing_rule_takes_the_penalty_meeting_most_of_the_target() -> None:
+    from benchmarks.frontier_guard import GUARDED, PENALTIES, choose_penalty
+
+    def table(steer: dict[float, float], held: dict[float, float]) -> dict:
+        return {
+            (p, k): {"steer": [steer[p]], "held": [held[p]]} for p in PENALTIES for k in GUARDED
+        }
+
+    steer = dict(zip(PENALTIES, (0.1, 0.08, 0.05, 0.02, -0.01, -0.05), strict=True))
+    held = dict(zip(PENALTIES, (-0.1, -0.05, 0.0, 0.01, 0.05, 0.1), strict=True))
+    assert choose_penalty(table(steer, held)) == 0.25  # six of six, the smallest such
+    held = dict.fromkeys(PENALTIES, -0.1)
+    assert choose_penalty(table(steer, held)) == 0.0  # three of six everywhere: the smallest
