@@ -533,6 +533,62 @@ def held_out_links(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+#: Today's default DARWIN at 1x, 2x and 4x Best-of-5's beams.
+DEFAULTS = tuple(f"darwin:1:{k}:40:softmax" for k in (1, 2, 4))
+
+
+def agreement_link(records: list[dict[str, Any]]) -> list[str]:
+    """Whether the default's held-out loss follows its reward's agreement with the held-out
+    score, question by question: rho_q (Spearman of the two over the question's pool) against
+    d_q (the default's held-out score minus Best-of-N's at equal generated tokens, averaged
+    over the budgets it ran at). If harder selection amplifies whatever agreement the reward
+    has, d_q rises with rho_q, and a reward that agrees with the judge would turn the loss
+    into a gain; the steering difference is the check that the search itself does not."""
+    pools = {r["qid"]: r for r in records if r["config"] == "bon" and "held_out" in r}
+    by_q: dict[Any, dict[str, list[float]]] = defaultdict(lambda: {"held": [], "steer": []})
+    for r in records:
+        pool = pools.get(r["qid"])
+        if r["config"] in DEFAULTS and "held_out" in r and pool is not None:
+            curve = bon_curve(pool)
+            by_q[r["qid"]]["held"].append(
+                r["held_out"] - bon_at(curve, r["generated"], "held_out")[0]
+            )
+            by_q[r["qid"]]["steer"].append(r["final_reward"] - bon_at(curve, r["generated"])[0])
+    rows = [
+        (rho, statistics.fmean(d["held"]), statistics.fmean(d["steer"]))
+        for q, d in by_q.items()
+        if (rho := spearman(pools[q]["rewards"], pools[q]["held_out"])) is not None
+    ]
+    if len(rows) < 4:
+        return []
+    data = np.asarray(rows)
+    rng = np.random.default_rng(0)
+    lines = [
+        "(f') the default's held-out loss against its reward's agreement with the held-out "
+        f"score, per question ({len(rows)} questions; d_q averaged over 1x, 2x, 4x):"
+    ]
+    for col, label in ((1, "held-out"), (2, "steering")):
+        boots = []
+        for _ in range(2000):
+            sample = data[rng.integers(0, len(data), len(data))]
+            rho = spearman(sample[:, 0].tolist(), sample[:, col].tolist())
+            if rho is not None:
+                boots.append(rho)
+        rho = spearman(data[:, 0].tolist(), data[:, col].tolist())
+        if rho is None or not boots:
+            link = "none (one of the two is constant)"
+        else:
+            lo, hi = np.percentile(boots, [2.5, 97.5])
+            link = f"{rho:.3f} [{lo:.3f}, {hi:.3f}]"
+        agree, disagree = data[data[:, 0] > 0, col], data[data[:, 0] <= 0, col]
+        lines.append(
+            f"    {label} minus Best-of-N: Spearman with rho_q {link}; "
+            f"mean where rho_q > 0 {_fmt(mean_ci(agree.tolist()))} ({len(agree)} q), "
+            f"where rho_q <= 0 {_fmt(mean_ci(disagree.tolist()))} ({len(disagree)} q)"
+        )
+    return lines
+
+
 def overrates(records: list[dict[str, Any]]) -> list[str]:
     """What a score rewards besides quality, read on plain samples so that no search chose
     them: per question, how the steering reward and the held-out score rank the pool against
@@ -751,6 +807,7 @@ def report(store: Path, plot_path: Path) -> None:
     print("\n".join(mutation_stats(records)))
     print("\n".join(beams_by_kind(records)))
     print("\n".join(held_out_links(records)))
+    print("\n".join(agreement_link(records)))
     print("\n".join(overrates(records)))
     print("\n".join(knob_pairs(records)))
     print("\n".join(period_pairs(records)))

@@ -344,3 +344,37 @@ def test_best_of_n_rows_give_the_share_of_picks_that_ended_not_of_samples() -> N
         "0.33 (pick)",
         "0.00 (pick)",
     ]
+
+
+def test_agreement_link_ranks_each_questions_loss_against_its_rewards_agreement() -> None:
+    from benchmarks.frontier_report import agreement_link
+
+    records = []
+    for qid in range(6):
+        # question qid: the reward agrees with the held-out score more as qid grows, and the
+        # search's held-out loss shrinks with it (its steering gain does not move)
+        held = [r * (qid - 2.5) + 0.1 * i for i, r in enumerate(POOL)]
+        pool = {**pool_record(qid, POOL), "held_out": held}
+        curve = bon_curve(pool)  # type: ignore[arg-type]
+        at = 100
+        records += [pool] + [
+            {
+                "qid": qid,
+                "config": f"darwin:1:{k}:40:softmax",
+                "generated": at,
+                "final_reward": bon_at(curve, at)[0] + 0.1,
+                "held_out": bon_at(curve, at, "held_out")[0] + 0.05 * qid - 0.2,
+            }  # fmt: skip
+            for k in (1, 2, 4)
+        ]
+    lines = agreement_link(records)
+    assert "(6 questions" in lines[0]
+    link = float(lines[1].split("Spearman with rho_q ")[1].split()[0])
+    assert link > 0.9  # the loss shrinks as the reward agrees more
+    assert "(3 q), where rho_q <= 0 -0.150" in lines[1]  # mean of qid 0, 1, 2
+    # the same gain everywhere: nothing to rank, and said so
+    assert (
+        "steering minus Best-of-N: Spearman with rho_q none (one of the two is constant)"
+        in (lines[2])
+    )
+    assert "where rho_q > 0 0.100" in lines[2]
