@@ -533,6 +533,35 @@ def held_out_links(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def kind_against_bon(records: list[dict[str, Any]]) -> list[str]:
+    """Each search's answer minus Best-of-N at its own generated tokens, on both scores, by
+    method and by the kind of instruction that wrote the answer (every budget and setting of
+    the grid; ``cands`` replicates excluded by the caller). The kind is the search's own
+    outcome, not assigned: read it as where the held-out loss sits, not as its cause."""
+    pools = {r["qid"]: r for r in records if r["config"] == "bon" and "held_out" in r}
+    by: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"held": [], "steer": []})
+    for r in records:
+        pool = pools.get(r["qid"])
+        if r["config"] == "bon" or "held_out" not in r or pool is None:
+            continue
+        curve = bon_curve(pool)
+        kind = (r.get("summary") or {}).get("kind") or "none"
+        label = f"{r['config'].split(':')[0]} winner under {kind}"
+        by[label]["held"].append(r["held_out"] - bon_at(curve, r["generated"], "held_out")[0])
+        by[label]["steer"].append(r["final_reward"] - bon_at(curve, r["generated"])[0])
+    if not by:
+        return []
+    lines = [
+        "(f'') each search's answer minus Best-of-N at its own generated tokens, by who wrote it:"
+    ]
+    for label, d in sorted(by.items()):
+        lines.append(
+            f"    {label} ({len(d['held'])} searches): held-out {_fmt(mean_ci(d['held']))}, "
+            f"steering {_fmt(mean_ci(d['steer']))}"
+        )
+    return lines
+
+
 #: Today's default DARWIN at 1x, 2x and 4x Best-of-5's beams.
 DEFAULTS = tuple(f"darwin:1:{k}:40:softmax" for k in (1, 2, 4))
 
@@ -808,6 +837,7 @@ def report(store: Path, plot_path: Path) -> None:
     print("\n".join(beams_by_kind(records)))
     print("\n".join(held_out_links(records)))
     print("\n".join(agreement_link(records)))
+    print("\n".join(kind_against_bon(records)))
     print("\n".join(overrates(records)))
     print("\n".join(knob_pairs(records)))
     print("\n".join(period_pairs(records)))

@@ -378,3 +378,18 @@ def test_agreement_link_ranks_each_questions_loss_against_its_rewards_agreement(
         in (lines[2])
     )
     assert "where rho_q > 0 0.100" in lines[2]
+
+
+def test_kind_against_bon_reads_each_answer_against_best_of_n_at_its_own_tokens() -> None:
+    from benchmarks.frontier_report import kind_against_bon
+
+    pool = {**pool_record(1, POOL), "held_out": HELD}
+    curve = bon_curve(pool)  # type: ignore[arg-type]
+    search = {"qid": 1, "config": "darwin:1:1:40:softmax", "generated": 250,
+              "final_reward": 3.0, "held_out": 4.0, "summary": {"kind": "rewrite"}}  # fmt: skip
+    lines = kind_against_bon([pool, search])
+    held = 4.0 - bon_at(curve, 250, "held_out")[0]
+    steer = 3.0 - bon_at(curve, 250)[0]
+    assert lines[1] == (
+        f"    darwin winner under rewrite (1 searches): held-out {held:.3f}, steering {steer:.3f}"
+    )
