@@ -562,6 +562,44 @@ def kind_against_bon(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def rewrite_drift(
+    records: list[dict[str, Any]],
+    embed: Callable[[Sequence[str]], Any] | None = None,
+    asked: dict[Any, str] | None = None,
+) -> list[str]:
+    """For answers written under a policy rewrite: does the held-out loss grow as the rewrite
+    drifts from the question? Spearman of the MiniLM cosine (question, rewrite) with the
+    answer's held-out score minus Best-of-N's at its own tokens. A strong link would argue
+    for a floor on rewrites' similarity. ``embed``: texts -> unit rows (MiniLM when None);
+    ``asked``: question id -> its text (MT-Bench's first turns when None)."""
+    if embed is None:
+        from langchain_darwin.inprocess.default_reward import embed
+    if asked is None:
+        from benchmarks.frontier import questions
+
+        asked = {q["id"]: q["prompt"] for q in questions(80)}
+    pools = {r["qid"]: r for r in records if r["config"] == "bon" and "held_out" in r}
+    rows = []
+    for r in records:
+        summary = r.get("summary") or {}
+        if summary.get("kind") != "rewrite" or "held_out" not in r or r["qid"] not in pools:
+            continue
+        held = r["held_out"] - bon_at(bon_curve(pools[r["qid"]]), r["generated"], "held_out")[0]
+        rows.append((asked[r["qid"]], summary["instruction"], held))
+    if len(rows) < 4:
+        return []
+    a, b = embed([x[0] for x in rows]), embed([x[1] for x in rows])
+    cosine = [float(v) for v in (a * b).sum(1)]
+    held = [x[2] for x in rows]
+    rho = spearman(cosine, held)
+    near = [h for c, h in zip(cosine, held, strict=True) if c >= 0.85]
+    return [
+        f"    answers under a rewrite ({len(rows)}): Spearman of the rewrite's MiniLM cosine to "
+        f"the question with the held-out loss {rho if rho is None else f'{rho:.3f}'}; "
+        f"rewrites at cosine >= 0.85: held-out {_fmt(mean_ci(near))} ({len(near)})"
+    ]
+
+
 #: Today's default DARWIN at 1x, 2x and 4x Best-of-5's beams.
 DEFAULTS = tuple(f"darwin:1:{k}:40:softmax" for k in (1, 2, 4))
 
@@ -838,6 +876,7 @@ def report(store: Path, plot_path: Path) -> None:
     print("\n".join(held_out_links(records)))
     print("\n".join(agreement_link(records)))
     print("\n".join(kind_against_bon(records)))
+    print("\n".join(rewrite_drift(records)))
     print("\n".join(overrates(records)))
     print("\n".join(knob_pairs(records)))
     print("\n".join(period_pairs(records)))

@@ -393,3 +393,30 @@ def test_kind_against_bon_reads_each_answer_against_best_of_n_at_its_own_tokens(
     assert lines[1] == (
         f"    darwin winner under rewrite (1 searches): held-out {held:.3f}, steering {steer:.3f}"
     )
+
+
+def test_rewrite_drift_ranks_each_rewrites_similarity_against_its_held_out_loss() -> None:
+    import numpy as np
+
+    from benchmarks.frontier_report import rewrite_drift
+
+    qid = 81
+    pool = {**pool_record(qid, POOL), "held_out": HELD}
+    curve = bon_curve(pool)  # type: ignore[arg-type]
+    base = bon_at(curve, 100, "held_out")[0]
+    # rewrite i sits at cosine 0.6 + 0.1 i from the question, and loses less as it nears it
+    searches = [
+        {"qid": qid, "config": "darwin:1:1:40:softmax", "generated": 100,
+         "held_out": base - 0.4 + 0.1 * i, "summary": {"kind": "rewrite", "instruction": f"r{i}"}}
+        for i in range(4)
+    ]  # fmt: skip
+    searches.append({**searches[0], "summary": {"kind": "fallback", "instruction": "q"}})
+
+    def embed(texts: list[str]) -> np.ndarray:
+        angle = [np.arccos(0.6 + 0.1 * int(t[1])) if t.startswith("r") else 0.0 for t in texts]
+        return np.stack([np.cos(angle), np.sin(angle)], axis=1)
+
+    lines = rewrite_drift([pool, *searches], embed, {qid: "the question"})
+    assert "answers under a rewrite (4)" in lines[0]  # the fallback is not a rewrite
+    assert "with the held-out loss 1.000" in lines[0]
+    assert "cosine >= 0.85: held-out -0.100 (1)" in lines[0]
