@@ -229,7 +229,8 @@ def search_config(name: str, q: dict[str, Any], args: Any) -> DarwinConfig:
 
 def final_candidates(policy: Any, state: dict[str, Any]) -> list[dict[str, Any]]:
     """What a cycle's final choice picks among (``update_archive``): the seed answer, then
-    every beam, each with its text, steering reward, tokens and whether it ended."""
+    every beam, each with its text, steering reward, tokens, and whether it decodes no more
+    (``finished``) and ended by itself (``ended``: EOS or a stop string)."""
     beams = [("seed", state["seed"]), *((f"beam{i}", b) for i, b in enumerate(state["beams"]))]
     return [
         {
@@ -238,6 +239,7 @@ def final_candidates(policy: Any, state: dict[str, Any]) -> list[dict[str, Any]]
             "reward": b["reward"],
             "tokens": len(b["answer"]),
             "finished": b["finished"],
+            "ended": b["ended"],
         }
         for key, b in beams
     ]

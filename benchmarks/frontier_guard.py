@@ -53,8 +53,11 @@ def cycle_consensus(cycle: Sequence[dict[str, Any]]) -> list[float | None]:
 
 
 def cut_short(candidate: dict[str, Any], cap: int | None) -> bool:
-    """The graph's ``cut_short`` on a stored candidate (the frontier sets no stop strings):
-    stopped by a budget, or at the token cap ``cap``."""
+    """The graph's ``cut_short`` on a stored candidate: it did not end by itself. Records
+    from before candidates kept ``ended`` read it from their length: the frontier sets no
+    stop strings or budgets, so an answer ended unless it reached the token cap ``cap``."""
+    if "ended" in candidate:
+        return not candidate["ended"]
     return not candidate.get("finished", True) or (cap is not None and candidate["tokens"] >= cap)
 
 

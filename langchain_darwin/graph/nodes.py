@@ -98,24 +98,19 @@ def _grow(beam: Beam, new: list[int], ended: bool, cfg: DarwinConfig, ctx: Darwi
             beam["lineage"][-1][1] += len(new)
         else:
             beam["lineage"].append([beam["instruction"], len(new)])
-    beam["finished"] = ended or _stopped(beam, cfg, ctx) or len(beam["answer"]) >= cfg.max_tokens
+    stopped = bool(cfg.stop) and answer_text(ctx.policy, beam["answer"], None) != answer_text(
+        ctx.policy, beam["answer"], cfg.stop
+    )
+    beam["ended"] = ended or stopped
+    beam["finished"] = beam["ended"] or len(beam["answer"]) >= cfg.max_tokens
     return beam
 
 
-def _stopped(beam: Beam, cfg: DarwinConfig, ctx: DarwinContext) -> bool:
-    """The answer holds one of the user's stop strings (it ends there)."""
-    return bool(cfg.stop) and answer_text(ctx.policy, beam["answer"], None) != answer_text(
-        ctx.policy, beam["answer"], cfg.stop
-    )
-
-
-def cut_short(beam: Beam, cfg: DarwinConfig, ctx: DarwinContext) -> bool:
+def cut_short(beam: Beam) -> bool:
     """The answer did not end by itself (EOS or a stop string): the token cap or a budget cut
-    it, so a user reads it stopping mid-thought. EOS is never part of the answer, so an answer
-    at the cap was cut."""
-    if _stopped(beam, cfg, ctx):
-        return False
-    return not beam["finished"] or len(beam["answer"]) >= cfg.max_tokens
+    it, so a user reads it stopping mid-thought. (A beam stored before ``ended`` existed
+    counts as cut.)"""
+    return not beam.get("ended", False)
 
 
 def _budget_reason(state: DarwinState, cfg: DarwinConfig) -> str | None:
@@ -465,6 +460,7 @@ def select_replace(state: DarwinState, runtime: Runtime[DarwinContext]) -> dict[
                     "reward": donor["reward"],
                     "scored": donor["scored"],
                     "finished": donor["finished"],
+                    "ended": donor.get("ended", False),
                 }
             )
             replaced.append([i, j])
@@ -523,10 +519,7 @@ def _guarded_scores(
         scores = {k: r + cfg.consensus_weight * agreement[k] for k, r in scores.items()}
         usage = add_usage(usage, {CONSENSUS: {"positions": read, "answers": len(texts)}})
     if cfg.unfinished_penalty:
-        scores = {
-            k: r - cfg.unfinished_penalty * cut_short(scored[k], cfg, ctx)
-            for k, r in scores.items()
-        }
+        scores = {k: r - cfg.unfinished_penalty * cut_short(scored[k]) for k, r in scores.items()}
     return scores, usage
 
 

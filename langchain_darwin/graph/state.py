@@ -23,12 +23,15 @@ from langchain_darwin.usage import Usage, add_usage
 class Beam(TypedDict):
     """One partial answer. ``instruction`` indexes this cycle's instructions (-1: the
     original conversation, used by the seed answer). ``lineage`` lists the
-    ``[instruction, tokens]`` chunks that wrote the answer, so wins credit their authors."""
+    ``[instruction, tokens]`` chunks that wrote the answer, so wins credit their authors.
+    ``finished``: decodes no more (ended, at the cap, or a budget stopped the search);
+    ``ended``: the answer ended by itself (EOS or a stop string), not cut."""
 
     instruction: int
     prompt: list[int]
     answer: list[int]
     finished: bool
+    ended: bool
     reward: float | None
     scored: int
     lineage: list[list[int]]
@@ -120,6 +123,7 @@ def new_beam(prompt: list[int], instruction: int) -> Beam:
         prompt=prompt,
         answer=[],
         finished=False,
+        ended=False,
         reward=None,
         scored=-1,
         lineage=[],

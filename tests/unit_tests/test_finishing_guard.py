@@ -3,42 +3,67 @@ token cap or a budget loses reward, so a finished answer wins unless the cut one
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
 from langchain_darwin.config import DarwinConfig
+from langchain_darwin.graph.builder import compiled_graph, recursion_limit
 from langchain_darwin.graph.nodes import _guarded_scores, cut_short
 from langchain_darwin.graph.state import Beam, DarwinContext, new_beam
 from langchain_darwin.rewards import CallableReward
 from tests.fake_engine import FakeEngine
-from tests.unit_tests.test_fake_engine import search
+from tests.unit_tests.test_fake_engine import CONVERSATION, rare_share, search
 
 ENGINE = FakeEngine()
 CONTEXT = DarwinContext(ENGINE, CallableReward(lambda c, a: 0.0), ENGINE.new_session())
 
 
-def beam(text: str, reward: float | None = 1.0, finished: bool = True) -> Beam:
+def beam(text: str, reward: float | None = 1.0, ended: bool = True) -> Beam:
     b = new_beam([], 0)
-    b.update(answer=ENGINE.tokenize(text), reward=reward, finished=finished, scored=0)
+    b.update(answer=ENGINE.tokenize(text), reward=reward, finished=True, ended=ended, scored=0)
     return b
 
 
-def test_cut_short_means_the_answer_did_not_end_by_itself() -> None:
-    cfg = DarwinConfig(max_tokens=8)
-    assert not cut_short(beam("ends."), cfg, CONTEXT)  # EOS before the cap
-    assert cut_short(beam("at the c"), cfg, CONTEXT)  # the cap cut it (8 tokens)
-    assert cut_short(beam("time", finished=False), cfg, CONTEXT)  # a budget stopped it
-    stop = DarwinConfig(max_tokens=8, stop=["##"])
-    assert not cut_short(beam("ab## cde"), stop, CONTEXT)  # a stop string ended it
+def final_beams(**knobs: Any) -> tuple[list[Beam], str | None]:
+    """The beams as the last cycle leaves them (the graph's output keeps only the answer),
+    and what stopped the search early, if anything."""
+    config = DarwinConfig(max_tokens=24, replacement_period=8, seed=0, **knobs)
+    state: dict[str, Any] = {}
+    for update in compiled_graph().stream(
+        {"conversation": CONVERSATION, "config": config.model_dump()},
+        {"recursion_limit": recursion_limit(config)},
+        context=DarwinContext(ENGINE, CallableReward(rare_share), ENGINE.new_session()),
+        stream_mode="updates",
+    ):
+        for change in update.values():
+            state.update(change or {})
+    return state["beams"], state.get("stopped")
+
+
+def test_an_answer_is_cut_unless_it_ended_by_itself() -> None:
+    beams, stopped = final_beams()
+    assert stopped is None
+    ended = [not cut_short(b) for b in beams]
+    assert ended == [len(b["answer"]) < 24 for b in beams]  # EOS, or the cap cut it
+    assert 0 < sum(ended) < len(beams)  # both kinds occur, so the check can fail
+    beams, _ = final_beams(stop=["e"])  # a stop string ends an answer: not cut
+    assert not any(cut_short(b) for b in beams)
+    # a budget stops the search mid-answer: its beams are finished, and cut
+    beams, stopped = final_beams(max_generated_tokens=30)
+    assert stopped == "max_generated_tokens"
+    short = [b for b in beams if len(b["answer"]) < 24]
+    assert all(b["finished"] for b in beams) and any(cut_short(b) for b in short)
 
 
 def scores(penalty: float) -> dict[str, float]:
     candidates = {
-        "seed": beam("a cut answer that ran on", reward=1.5),
+        "seed": beam("a cut answer that ran on", reward=1.5, ended=False),
         "beam0": beam("done.", reward=1.0),
-        "beam1": beam("unscored and cut......", reward=None),
+        "beam1": beam("unscored and cut", reward=None, ended=False),
     }
-    cfg = DarwinConfig(max_tokens=len("a cut answer that ran on"), unfinished_penalty=penalty)
+    cfg = DarwinConfig(unfinished_penalty=penalty)
     out, usage = _guarded_scores({"seed": candidates["seed"]}, CONTEXT, cfg, candidates)  # type: ignore[arg-type]
     assert usage == {}  # the guard reads nothing: it costs no model call
     return out
