@@ -186,7 +186,7 @@ def _diffs(
     the steering reward and the held-out score, at the search's generated tokens; and
     whether the pick ended by itself."""
     from benchmarks.frontier_answers import answer_key
-    from benchmarks.frontier_report import bon_at
+    from benchmarks.frontier_stats import bon_at
 
     out: dict[str, list[float]] = {"steer": [], "held": [], "steer_g": [], "held_g": []}
     out["ended"] = []
@@ -211,7 +211,7 @@ def _diffs(
 def steering_diffs(records: list[dict[str, Any]], weight: float, k: int) -> list[float]:
     """Per question: the steering reward of DARWIN's pick at ``weight`` (replayed on the
     ``cands`` records at ``k``x) minus plain Best-of-N at the search's generated tokens."""
-    from benchmarks.frontier_report import bon_at, bon_curve
+    from benchmarks.frontier_stats import bon_at, bon_curve
 
     pools = {r["qid"]: r for r in records if r["config"] == "bon"}
     return [
@@ -258,7 +258,7 @@ def choose_penalty(table: Table) -> float:
 def verdict(table: Table, value: float) -> str:
     """The adoption test on the held-out half: steering mean > 0 at all three budgets with
     the interval above 0 at two at least, and held-out-score mean >= 0 at all three."""
-    from benchmarks.frontier_report import mean_ci
+    from benchmarks.frontier_stats import mean_ci
 
     steer = [mean_ci(table[value, k]["steer"]) for k in GUARDED]
     held = [mean_ci(table[value, k]["held"]) for k in GUARDED]
@@ -289,7 +289,7 @@ def agreement_line(searched: list[dict[str, Any]], pools: dict[Any, dict[str, An
     """How alike a search's final candidates are (mean consensus) against a pool's plain
     samples (mean pairwise cosine): replacement copies prefixes, so agreement among DARWIN's
     candidates partly counts copies of one lineage rather than independent answers."""
-    from benchmarks.frontier_report import _fmt, mean_ci
+    from benchmarks.frontier_stats import fmt_ci, mean_ci
 
     parts = []
     for k, config in GUARDED.items():
@@ -299,7 +299,7 @@ def agreement_line(searched: list[dict[str, Any]], pools: dict[Any, dict[str, An
         alike = [np.mean([v for v in r["consensus"][0] if v is not None]) for r in rs]
         sims = [pools[r["qid"]]["similarity"] for r in rs]
         plain = [(m.sum() - np.trace(m)) / (len(m) * (len(m) - 1)) for m in sims]
-        parts.append(f"{k}x {_fmt(mean_ci(alike))} against {_fmt(mean_ci(plain))}")
+        parts.append(f"{k}x {fmt_ci(mean_ci(alike))} against {fmt_ci(mean_ci(plain))}")
     return "    mean cosine among the final candidates, DARWIN against the pool's samples: " + (
         "; ".join(parts)
     )
@@ -310,7 +310,7 @@ def _table(
 ) -> list[str]:
     """Markdown rows of each half's differences at each of a guard's values, against plain
     and against equally guarded Best-of-N (and the pick's share that ended by itself)."""
-    from benchmarks.frontier_report import _fmt, mean_ci
+    from benchmarks.frontier_stats import fmt_ci, mean_ci
 
     lines = []
     for against, suffix in (("plain Best-of-N", ""), ("Best-of-N with the same guard", "_g")):
@@ -325,7 +325,7 @@ def _table(
             for v in values:
                 n = min(len(table[v, k]["steer"]) for k in GUARDED)
                 cells = [
-                    _fmt(mean_ci(table[v, k][score + suffix]))
+                    fmt_ci(mean_ci(table[v, k][score + suffix]))
                     for score in ("steer", "held")
                     for k in GUARDED
                 ]
@@ -339,7 +339,7 @@ def section(records: list[dict[str, Any]]) -> list[str]:
     """(h) the consensus guard and (i) the finishing guard, each at every value against plain
     and guarded Best-of-N, per half, with the value its rule picks on the tuning half and the
     verdict on the held-out half."""
-    from benchmarks.frontier_report import bon_curve
+    from benchmarks.frontier_stats import bon_curve
 
     pools = {
         r["qid"]: r

@@ -1,6 +1,9 @@
 """The frontier's report, from the store alone: Best-of-N's curve from each question's pool,
-every searched configuration against it at equal generated tokens, the diagnostics of issue
-18 item 3 that the records allow, the plot, and the machine-readable last line."""
+every searched configuration against it at equal generated tokens, the search's own
+diagnostics of issue 18 item 3 (partial against final rewards, mutation, beams by kind, knob
+pairs), the plot, and the machine-readable last line. The held-out score's diagnosis is
+``frontier_held_out``, the guards' replay ``frontier_guard``, the arithmetic
+``frontier_stats``."""
 
 from __future__ import annotations
 
@@ -13,9 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from benchmarks.frontier_stats import bon_at, bon_curve, expected_best, fmt_ci, mean_ci, spearman
 
-BOOT = 2000
 #: Budgets of the last line, in multiples of Best-of-5's beams (DARWIN MC x nb).
 MULTIPLES = (1, 2, 4)
 
@@ -75,71 +77,6 @@ def join_pools(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in ("prefilled", "decoded", "wall_s", "reward_s"):
             pool[key] += r[key]
     return [r for r in rows if r["config"] != "bon"] + list(pools.values())
-
-
-def mean_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
-    """Mean and 95% percentile-bootstrap interval over questions."""
-    data = np.asarray(values, dtype=float)
-    if data.size < 2:
-        m = float(data.mean()) if data.size else math.nan
-        return m, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(BOOT, data.size))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(data.mean()), float(lo), float(hi)
-
-
-# -- Best-of-N from the pool ------------------------------------------------------------------
-
-
-def expected_best(rewards: Sequence[float], n: int, values: Sequence[float] | None = None) -> float:
-    """E[max] over a uniformly random n-subset of the pool (exact: order statistics); with
-    ``values``, the expected value of the sample the max reward picks (the picked answer's
-    held-out score)."""
-    order = sorted(range(len(rewards)), key=lambda i: rewards[i])
-    v = [(rewards if values is None else values)[i] for i in order]
-    size = len(v)
-    total = math.comb(size, n)
-    return sum(v[i] * math.comb(i, n - 1) for i in range(n - 1, size)) / total
-
-
-def bon_curve(pool: dict[str, Any]) -> list[dict[str, float]]:
-    """Best-of-N for N = 1..pool: expected best reward and its expected compute."""
-    size = len(pool["rewards"])
-    per = {
-        "generated": statistics.fmean(pool["tokens"]),
-        "positions": (pool["prefilled"] + pool["decoded"]) / size,
-        "reward_answers": 1.0,
-        "wall_s": pool["wall_s"] / size,
-    }
-    curve = [
-        {"n": n, "reward": expected_best(pool["rewards"], n), **{k: n * v for k, v in per.items()}}
-        for n in range(1, size + 1)
-    ]
-    if "held_out" in pool:
-        for point in curve:
-            point["held_out"] = expected_best(pool["rewards"], int(point["n"]), pool["held_out"])
-    return curve
-
-
-def bon_at(
-    curve: list[dict[str, float]], at: float, key: str = "reward", axis: str = "generated"
-) -> tuple[float, bool]:
-    """Best-of-N's reward (or ``key``) where ``axis`` (generated tokens by default; any
-    value that grows with N) equals ``at``, linear between integer N, clamped to N = 1 below
-    the curve and to the largest N past it (second value True: past the pool; on the tokens
-    axis that favours the search)."""
-    if at <= curve[0][axis]:
-        return curve[0][key], False
-    for a, b in zip(curve, curve[1:], strict=False):
-        if at <= b[axis]:
-            span = b[axis] - a[axis]
-            w = (at - a[axis]) / span if span > 0 else 1.0
-            return a[key] + w * (b[key] - a[key]), False
-    return curve[-1][key], True
-
-
-# -- configurations ---------------------------------------------------------------------------
 
 
 def family(config: str) -> str:
@@ -207,18 +144,11 @@ def bon_rows(records: list[dict[str, Any]], half: str | None, ns: Sequence[int])
         )
         ended = statistics.fmean(expected_best(p["rewards"], n, p["ended"]) for p in pools)
         lines.append(
-            f"| Best-of-{n} (pool) | {len(pts)} | {_fmt(mean_ci([p['reward'] for p in pts]))} | — "
-            f"| {gen:.0f} "
+            f"| Best-of-{n} (pool) | {len(pts)} "
+            f"| {fmt_ci(mean_ci([p['reward'] for p in pts]))} | — | {gen:.0f} "
             f"| {pos:.0f} | {n} | {wall:.1f} | — | — | {ended:.2f} (pick) |"
         )
     return lines
-
-
-def _fmt(ci: tuple[float, float, float]) -> str:
-    m, lo, hi = ci
-    if math.isnan(lo):
-        return f"{m:.3f}"
-    return f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def table(records: list[dict[str, Any]], half: str | None) -> list[str]:
@@ -232,7 +162,8 @@ def table(records: list[dict[str, Any]], half: str | None) -> list[str]:
     for row in config_rows(records, half):
         clamp = f" ({row['clamped']} past the pool)" if row["clamped"] else ""
         lines.append(
-            f"| {row['config']} | {row['n']} | {_fmt(row['reward'])} | {_fmt(row['diff'])}{clamp} "
+            f"| {row['config']} | {row['n']} | {fmt_ci(row['reward'])} "
+            f"| {fmt_ci(row['diff'])}{clamp} "
             f"| {row['generated']:.0f} | {row['positions']:.0f} | {row['reward_answers']:.0f} "
             f"| {row['wall_s']:.1f} | {row['reward_share']:.2f} | {row['seed_wins']:.2f} "
             f"| {row['ended']:.2f} |"
@@ -324,7 +255,7 @@ def held_out_table(records: list[dict[str, Any]], half: str | None) -> list[str]
             held = mean_ci([c[n - 1]["held_out"] for c in curves.values()])
             steer = mean_ci([c[n - 1]["reward"] for c in curves.values()])
             lines.append(
-                f"| Best-of-{n} (pool) | {len(curves)} | {_fmt(held)} | — | {_fmt(steer)} | — |"
+                f"| Best-of-{n} (pool) | {len(curves)} | {fmt_ci(held)} | — | {fmt_ci(steer)} | — |"
             )
     by_config: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
@@ -341,35 +272,14 @@ def held_out_table(records: list[dict[str, Any]], half: str | None) -> list[str]
         same = [r["held_out"] - held for r, (held, _) in zip(rs, at_reward, strict=True)]
         past = sum(out for _, out in at_reward)
         lines.append(
-            f"| {config} | {len(rs)} | {_fmt(mean_ci([r['held_out'] for r in rs]))} "
-            f"| {_fmt(mean_ci(diffs))} | {_fmt(mean_ci([r['final_reward'] for r in rs]))} "
-            f"| {_fmt(mean_ci(same))}" + (f" ({past} past the pool)" if past else "") + " |"
+            f"| {config} | {len(rs)} | {fmt_ci(mean_ci([r['held_out'] for r in rs]))} "
+            f"| {fmt_ci(mean_ci(diffs))} | {fmt_ci(mean_ci([r['final_reward'] for r in rs]))} "
+            f"| {fmt_ci(mean_ci(same))}" + (f" ({past} past the pool)" if past else "") + " |"
         )
     return lines
 
 
 # -- diagnostics (issue 18 item 3) --------------------------------------------------------------
-
-
-def _ranks(values: Sequence[float]) -> list[float]:
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2
-        i = j + 1
-    return ranks
-
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
-    ra, rb = _ranks(a), _ranks(b)
-    if len(set(ra)) < 2 or len(set(rb)) < 2:
-        return None
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def prefix_vs_final(records: list[dict[str, Any]], period: int = 40) -> list[str]:
@@ -400,7 +310,7 @@ def prefix_vs_final(records: list[dict[str, Any]], period: int = 40) -> list[str
     for cut, rhos in sorted(per_cut.items()):
         going, total = running[cut]
         lines.append(
-            f"    after {cut * period} tokens: {_fmt(mean_ci(rhos))} over {len(rhos)} questions,"
+            f"    after {cut * period} tokens: {fmt_ci(mean_ci(rhos))} over {len(rhos)} questions,"
             f" {going / total:.0%} still going"
         )
     return lines
@@ -425,7 +335,7 @@ def partial_vs_final(records: list[dict[str, Any]]) -> list[str]:
     m = records[0].get("max_tokens")
     lines = [f"(a) Spearman of partial vs final reward, beams of mutate_best_of_n ({m} tokens):"]
     for p, rhos in sorted(per_period.items()):
-        lines.append(f"    after period {p}: {_fmt(mean_ci(rhos))} over {len(rhos)} cycles")
+        lines.append(f"    after period {p}: {fmt_ci(mean_ci(rhos))} over {len(rhos)} cycles")
     return lines
 
 
@@ -444,7 +354,7 @@ def distinct_finals(records: list[dict[str, Any]]) -> list[str]:
         "(b') final beams with a reward no other beam of their cycle has (distinct candidates):"
     ]
     for config, values in sorted(shares.items()):
-        lines.append(f"    {config}: {_fmt(mean_ci(values))} over {len(values)} cycles")
+        lines.append(f"    {config}: {fmt_ci(mean_ci(values))} over {len(values)} cycles")
     return lines
 
 
@@ -490,198 +400,11 @@ def beams_by_kind(records: list[dict[str, Any]]) -> list[str]:
         parts = []
         for kind, by_question in sorted(kinds.items()):
             means = [statistics.fmean(v) for v in by_question.values()]
-            parts.append(f"{kind} {_fmt(mean_ci(means))} ({len(means)})")
+            parts.append(f"{kind} {fmt_ci(mean_ci(means))} ({len(means)})")
         lines.append(f"    {method}: " + "; ".join(parts))
     if lines:
         lines.insert(
             0, "(c) final reward of beams by instruction kind minus their cycle's mean (questions):"
-        )
-    return lines
-
-
-def held_out_links(records: list[dict[str, Any]]) -> list[str]:
-    """Why a search can win on its steering reward and lose on the held-out score: how the
-    two rank a question's plain samples (Spearman, per question), and the held-out score of
-    what each selection returns against its question's pool mean: Best-of-N's pick, and each
-    search's answer by the kind of instruction that wrote it."""
-    pools = {r["qid"]: r for r in records if r["config"] == "bon" and "held_out" in r}
-    if not pools:
-        return []
-    rhos = [
-        rho for p in pools.values() if (rho := spearman(p["rewards"], p["held_out"])) is not None
-    ]
-    lines = [
-        "(f) held-out score against the steering reward: Spearman within a question's pool "
-        f"{_fmt(mean_ci(rhos))} over {len(rhos)} questions; held-out minus the pool's mean:"
-    ]
-    base = {q: statistics.fmean(p["held_out"]) for q, p in pools.items()}
-    for n in (5, 16, 32):
-        if all(len(p["rewards"]) >= n for p in pools.values()):
-            gaps = [
-                expected_best(p["rewards"], n, p["held_out"]) - base[q] for q, p in pools.items()
-            ]
-            lines.append(f"    Best-of-{n}'s pick: {_fmt(mean_ci(gaps))} ({len(gaps)} questions)")
-    by_kind: dict[str, list[float]] = defaultdict(list)
-    for r in records:
-        if r["config"] != "bon" and "held_out" in r and r["qid"] in base:
-            kind = (r.get("summary") or {}).get("kind") or "none"
-            by_kind[f"{r['config'].split(':')[0]} winner under {kind}"].append(
-                r["held_out"] - base[r["qid"]]
-            )
-    for label, gaps in sorted(by_kind.items()):
-        lines.append(f"    {label}: {_fmt(mean_ci(gaps))} ({len(gaps)} searches)")
-    return lines
-
-
-def kind_against_bon(records: list[dict[str, Any]]) -> list[str]:
-    """Each search's answer minus Best-of-N at its own generated tokens, on both scores, by
-    method and by the kind of instruction that wrote the answer (every budget and setting of
-    the grid; ``cands`` replicates excluded by the caller). The kind is the search's own
-    outcome, not assigned: read it as where the held-out loss sits, not as its cause."""
-    pools = {r["qid"]: r for r in records if r["config"] == "bon" and "held_out" in r}
-    by: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"held": [], "steer": []})
-    for r in records:
-        pool = pools.get(r["qid"])
-        if r["config"] == "bon" or "held_out" not in r or pool is None:
-            continue
-        curve = bon_curve(pool)
-        kind = (r.get("summary") or {}).get("kind") or "none"
-        label = f"{r['config'].split(':')[0]} winner under {kind}"
-        by[label]["held"].append(r["held_out"] - bon_at(curve, r["generated"], "held_out")[0])
-        by[label]["steer"].append(r["final_reward"] - bon_at(curve, r["generated"])[0])
-    if not by:
-        return []
-    lines = [
-        "(f'') each search's answer minus Best-of-N at its own generated tokens, by who wrote it:"
-    ]
-    for label, d in sorted(by.items()):
-        lines.append(
-            f"    {label} ({len(d['held'])} searches): held-out {_fmt(mean_ci(d['held']))}, "
-            f"steering {_fmt(mean_ci(d['steer']))}"
-        )
-    return lines
-
-
-def rewrite_drift(
-    records: list[dict[str, Any]],
-    embed: Callable[[Sequence[str]], Any] | None = None,
-    asked: dict[Any, str] | None = None,
-) -> list[str]:
-    """For answers written under a policy rewrite: does the held-out loss grow as the rewrite
-    drifts from the question? Spearman of the MiniLM cosine (question, rewrite) with the
-    answer's held-out score minus Best-of-N's at its own tokens. A strong link would argue
-    for a floor on rewrites' similarity. ``embed``: texts -> unit rows (MiniLM when None);
-    ``asked``: question id -> its text (MT-Bench's first turns when None)."""
-    if embed is None:
-        from langchain_darwin.inprocess.default_reward import embed
-    if asked is None:
-        from benchmarks.frontier import questions
-
-        asked = {q["id"]: q["prompt"] for q in questions(80)}
-    pools = {r["qid"]: r for r in records if r["config"] == "bon" and "held_out" in r}
-    rows = []
-    for r in records:
-        summary = r.get("summary") or {}
-        if summary.get("kind") != "rewrite" or "held_out" not in r or r["qid"] not in pools:
-            continue
-        held = r["held_out"] - bon_at(bon_curve(pools[r["qid"]]), r["generated"], "held_out")[0]
-        rows.append((asked[r["qid"]], summary["instruction"], held))
-    if len(rows) < 4:
-        return []
-    a, b = embed([x[0] for x in rows]), embed([x[1] for x in rows])
-    cosine = [float(v) for v in (a * b).sum(1)]
-    held = [x[2] for x in rows]
-    rho = spearman(cosine, held)
-    near = [h for c, h in zip(cosine, held, strict=True) if c >= 0.85]
-    return [
-        f"    answers under a rewrite ({len(rows)}): Spearman of the rewrite's MiniLM cosine to "
-        f"the question with the held-out loss {rho if rho is None else f'{rho:.3f}'}; "
-        f"rewrites at cosine >= 0.85: held-out {_fmt(mean_ci(near))} ({len(near)})"
-    ]
-
-
-#: Today's default DARWIN at 1x, 2x and 4x Best-of-5's beams.
-DEFAULTS = tuple(f"darwin:1:{k}:40:softmax" for k in (1, 2, 4))
-
-
-def agreement_link(records: list[dict[str, Any]]) -> list[str]:
-    """Whether the default's held-out loss follows its reward's agreement with the held-out
-    score, question by question: rho_q (Spearman of the two over the question's pool) against
-    d_q (the default's held-out score minus Best-of-N's at equal generated tokens, averaged
-    over the budgets it ran at). If harder selection amplifies whatever agreement the reward
-    has, d_q rises with rho_q, and a reward that agrees with the judge would turn the loss
-    into a gain; the steering difference is the check that the search itself does not."""
-    pools = {r["qid"]: r for r in records if r["config"] == "bon" and "held_out" in r}
-    by_q: dict[Any, dict[str, list[float]]] = defaultdict(lambda: {"held": [], "steer": []})
-    for r in records:
-        pool = pools.get(r["qid"])
-        if r["config"] in DEFAULTS and "held_out" in r and pool is not None:
-            curve = bon_curve(pool)
-            by_q[r["qid"]]["held"].append(
-                r["held_out"] - bon_at(curve, r["generated"], "held_out")[0]
-            )
-            by_q[r["qid"]]["steer"].append(r["final_reward"] - bon_at(curve, r["generated"])[0])
-    rows = [
-        (rho, statistics.fmean(d["held"]), statistics.fmean(d["steer"]))
-        for q, d in by_q.items()
-        if (rho := spearman(pools[q]["rewards"], pools[q]["held_out"])) is not None
-    ]
-    if len(rows) < 4:
-        return []
-    data = np.asarray(rows)
-    rng = np.random.default_rng(0)
-    lines = [
-        "(f') the default's held-out loss against its reward's agreement with the held-out "
-        f"score, per question ({len(rows)} questions; d_q averaged over 1x, 2x, 4x):"
-    ]
-    for col, label in ((1, "held-out"), (2, "steering")):
-        boots = []
-        for _ in range(2000):
-            sample = data[rng.integers(0, len(data), len(data))]
-            rho = spearman(sample[:, 0].tolist(), sample[:, col].tolist())
-            if rho is not None:
-                boots.append(rho)
-        rho = spearman(data[:, 0].tolist(), data[:, col].tolist())
-        if rho is None or not boots:
-            link = "none (one of the two is constant)"
-        else:
-            lo, hi = np.percentile(boots, [2.5, 97.5])
-            link = f"{rho:.3f} [{lo:.3f}, {hi:.3f}]"
-        agree, disagree = data[data[:, 0] > 0, col], data[data[:, 0] <= 0, col]
-        lines.append(
-            f"    {label} minus Best-of-N: Spearman with rho_q {link}; "
-            f"mean where rho_q > 0 {_fmt(mean_ci(agree.tolist()))} ({len(agree)} q), "
-            f"where rho_q <= 0 {_fmt(mean_ci(disagree.tolist()))} ({len(disagree)} q)"
-        )
-    return lines
-
-
-def overrates(records: list[dict[str, Any]]) -> list[str]:
-    """What a score rewards besides quality, read on plain samples so that no search chose
-    them: per question, how the steering reward and the held-out score rank the pool against
-    the answer's length and against its ending on EOS (an answer cut at ``max_tokens`` is
-    unfinished), and each score's mean for ended minus cut answers where a pool has both (and
-    the score is not constant over it).
-    A search that selects harder than Best-of-N inherits whatever its reward overrates."""
-    pools = [r for r in records if r["config"] == "bon" and "held_out" in r]
-    if not pools:
-        return []
-    lines = ["(g) what each score rewards besides quality, within a question's pool of samples:"]
-    for label, key in (("steering reward", "rewards"), ("held-out score", "held_out")):
-        by_length, by_ending, gaps = [], [], []
-        for p in pools:
-            ended = [float(e) for e in p["ended"]]
-            if (rho := spearman(p[key], p["tokens"])) is not None:
-                by_length.append(rho)
-            if (rho := spearman(p[key], ended)) is not None:
-                by_ending.append(rho)
-                done = [v for v, e in zip(p[key], ended, strict=True) if e]
-                cut = [v for v, e in zip(p[key], ended, strict=True) if not e]
-                gaps.append(statistics.fmean(done) - statistics.fmean(cut))
-        lines.append(
-            f"    {label}: Spearman with tokens {_fmt(mean_ci(by_length))} ({len(by_length)} q), "
-            f"with ending on EOS {_fmt(mean_ci(by_ending))}; ended minus cut "
-            f"{_fmt(mean_ci(gaps))} ({len(gaps)} q)"
         )
     return lines
 
@@ -713,9 +436,9 @@ def _paired_halves(runs: dict[Any, dict[str, Any]], ref: dict[Any, dict[str, Any
             for q in qids
             if "held_out" in runs[q] and "held_out" in ref[q]
         ]
-        part = f"{half} ({len(qids)}): steering {_fmt(mean_ci(steer))}"
+        part = f"{half} ({len(qids)}): steering {fmt_ci(mean_ci(steer))}"
         if held:
-            part += f", held-out {_fmt(mean_ci(held))} ({len(held)})"
+            part += f", held-out {fmt_ci(mean_ci(held))} ({len(held)})"
         parts.append(part)
     return "; ".join(parts)
 
@@ -844,7 +567,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 
 
 def report(store: Path, plot_path: Path) -> None:
-    from benchmarks import frontier_guard
+    from benchmarks import frontier_guard, frontier_held_out
     from benchmarks.frontier import RECORDS_CANDIDATES, variant_of
     from benchmarks.frontier_answers import load_scores
 
@@ -873,11 +596,11 @@ def report(store: Path, plot_path: Path) -> None:
     print("\n".join(distinct_finals(records)))
     print("\n".join(mutation_stats(records)))
     print("\n".join(beams_by_kind(records)))
-    print("\n".join(held_out_links(records)))
-    print("\n".join(agreement_link(records)))
-    print("\n".join(kind_against_bon(records)))
-    print("\n".join(rewrite_drift(records)))
-    print("\n".join(overrates(records)))
+    print("\n".join(frontier_held_out.held_out_links(records)))
+    print("\n".join(frontier_held_out.agreement_link(records)))
+    print("\n".join(frontier_held_out.kind_against_bon(records)))
+    print("\n".join(frontier_held_out.rewrite_drift(records)))
+    print("\n".join(frontier_held_out.overrates(records)))
     print("\n".join(knob_pairs(records)))
     print("\n".join(period_pairs(records)))
     print("\n".join(against_darwin(records)))

@@ -37,7 +37,8 @@ from benchmarks.frontier import (
     search_config,
     served_policy,
 )
-from benchmarks.frontier_report import mean_ci, read_rows
+from benchmarks.frontier_report import read_rows
+from benchmarks.frontier_stats import mean_ci
 
 STORE = REPO_ROOT / "benchmarks" / "results" / "frontier-shadow.jsonl.gz"
 

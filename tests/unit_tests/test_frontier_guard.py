@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.frontier import TimedReward, run_search
 from benchmarks.frontier_guard import cycle_consensus, guard_pick, pool_guard_curve
-from benchmarks.frontier_report import expected_best
+from benchmarks.frontier_stats import expected_best
 from langchain_darwin.rewards import CallableReward
 from tests.fake_engine import FakeEngine
 from tests.unit_tests.test_fake_engine import rare_share, search

@@ -1,5 +1,6 @@
-"""The frontier's arithmetic (benchmarks/frontier_report.py): Best-of-N from one pool and
-the comparison at equal generated tokens."""
+"""The frontier's arithmetic (benchmarks/frontier_stats.py, frontier_report.py,
+frontier_held_out.py): Best-of-N from one pool, the comparison at equal generated tokens, and
+the diagnosis lines the report prints."""
 
 from __future__ import annotations
 
@@ -10,16 +11,13 @@ import pytest
 
 from benchmarks.frontier_report import (
     attach_answer_scores,
-    bon_at,
-    bon_curve,
     config_rows,
-    expected_best,
     held_out_table,
     join_pools,
     last_line,
     prefix_vs_final,
-    spearman,
 )
+from benchmarks.frontier_stats import bon_at, bon_curve, expected_best, spearman
 
 POOL = [0.3, 1.2, -0.5, 0.9, 0.9, 2.0, 0.1]
 
@@ -197,7 +195,7 @@ def test_the_shadow_continues_each_replaced_slot_from_where_it_was_overwritten()
 
 
 def test_held_out_links_compare_each_selection_with_its_pools_mean() -> None:
-    from benchmarks.frontier_report import held_out_links
+    from benchmarks.frontier_held_out import held_out_links
 
     pool = {**pool_record(1, POOL), "held_out": HELD}
     search = {"qid": 1, "config": "darwin:1:1:40", "held_out": 4.0,
@@ -318,7 +316,7 @@ def test_without_replacement_each_slot_ends_as_its_first_shadow() -> None:
 
 
 def test_overrates_reads_each_score_against_length_and_ending_within_a_pool() -> None:
-    from benchmarks.frontier_report import overrates
+    from benchmarks.frontier_held_out import overrates
 
     # steering prefers the long, cut answers; the held-out score the finished ones
     pool = {**pool_record(1, [1.0, 2.0, 3.0, 0.5]), "held_out": [-1.0, -3.0, -2.0, 0.0]}
@@ -347,7 +345,7 @@ def test_best_of_n_rows_give_the_share_of_picks_that_ended_not_of_samples() -> N
 
 
 def test_agreement_link_ranks_each_questions_loss_against_its_rewards_agreement() -> None:
-    from benchmarks.frontier_report import agreement_link
+    from benchmarks.frontier_held_out import agreement_link
 
     records = []
     for qid in range(6):
@@ -381,7 +379,7 @@ def test_agreement_link_ranks_each_questions_loss_against_its_rewards_agreement(
 
 
 def test_kind_against_bon_reads_each_answer_against_best_of_n_at_its_own_tokens() -> None:
-    from benchmarks.frontier_report import kind_against_bon
+    from benchmarks.frontier_held_out import kind_against_bon
 
     pool = {**pool_record(1, POOL), "held_out": HELD}
     curve = bon_curve(pool)  # type: ignore[arg-type]
@@ -398,7 +396,7 @@ def test_kind_against_bon_reads_each_answer_against_best_of_n_at_its_own_tokens(
 def test_rewrite_drift_ranks_each_rewrites_similarity_against_its_held_out_loss() -> None:
     import numpy as np
 
-    from benchmarks.frontier_report import rewrite_drift
+    from benchmarks.frontier_held_out import rewrite_drift
 
     qid = 81
     pool = {**pool_record(qid, POOL), "held_out": HELD}
