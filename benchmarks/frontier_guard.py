@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.frontier_stats import bon_at, bon_curve, fmt_ci, mean_ci
+
 #: Weights the report replays (0: today's choice, the reward alone).
 GUARD_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
 #: Unfinished penalties the report replays; 10 exceeds the steering reward's whole range on
@@ -186,7 +188,6 @@ def _diffs(
     the steering reward and the held-out score, at the search's generated tokens; and
     whether the pick ended by itself."""
     from benchmarks.frontier_answers import answer_key
-    from benchmarks.frontier_stats import bon_at
 
     out: dict[str, list[float]] = {"steer": [], "held": [], "steer_g": [], "held_g": []}
     out["ended"] = []
@@ -211,8 +212,6 @@ def _diffs(
 def steering_diffs(records: list[dict[str, Any]], weight: float, k: int) -> list[float]:
     """Per question: the steering reward of DARWIN's pick at ``weight`` (replayed on the
     ``cands`` records at ``k``x) minus plain Best-of-N at the search's generated tokens."""
-    from benchmarks.frontier_stats import bon_at, bon_curve
-
     pools = {r["qid"]: r for r in records if r["config"] == "bon"}
     return [
         guard_pick(r["candidates"], r["consensus"], weight)["reward"]
@@ -258,8 +257,6 @@ def choose_penalty(table: Table) -> float:
 def verdict(table: Table, value: float) -> str:
     """The adoption test on the held-out half: steering mean > 0 at all three budgets with
     the interval above 0 at two at least, and held-out-score mean >= 0 at all three."""
-    from benchmarks.frontier_stats import mean_ci
-
     steer = [mean_ci(table[value, k]["steer"]) for k in GUARDED]
     held = [mean_ci(table[value, k]["held"]) for k in GUARDED]
     ok = (
@@ -289,8 +286,6 @@ def agreement_line(searched: list[dict[str, Any]], pools: dict[Any, dict[str, An
     """How alike a search's final candidates are (mean consensus) against a pool's plain
     samples (mean pairwise cosine): replacement copies prefixes, so agreement among DARWIN's
     candidates partly counts copies of one lineage rather than independent answers."""
-    from benchmarks.frontier_stats import fmt_ci, mean_ci
-
     parts = []
     for k, config in GUARDED.items():
         rs = [r for r in searched if r["config"] == config and r["qid"] in pools]
@@ -310,8 +305,6 @@ def _table(
 ) -> list[str]:
     """Markdown rows of each half's differences at each of a guard's values, against plain
     and against equally guarded Best-of-N (and the pick's share that ended by itself)."""
-    from benchmarks.frontier_stats import fmt_ci, mean_ci
-
     lines = []
     for against, suffix in (("plain Best-of-N", ""), ("Best-of-N with the same guard", "_g")):
         extra = " | pick ended 1x | 2x | 4x" if ended and not suffix else ""
@@ -339,8 +332,6 @@ def section(records: list[dict[str, Any]]) -> list[str]:
     """(h) the consensus guard and (i) the finishing guard, each at every value against plain
     and guarded Best-of-N, per half, with the value its rule picks on the tuning half and the
     verdict on the held-out half."""
-    from benchmarks.frontier_stats import bon_curve
-
     pools = {
         r["qid"]: r
         for r in records
