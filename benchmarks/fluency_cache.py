@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO_ROOT, log
-from benchmarks.frontier import questions
-from benchmarks.frontier_report import load
+from benchmarks.frontier_store import load, questions
 
 STORE = REPO_ROOT / "benchmarks" / "results" / "frontier-whole.jsonl.gz"
 

@@ -34,14 +34,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.common import DEFAULT_QUESTIONS, REPO_ROOT, log, pick_prompts
-from benchmarks.frontier_report import read_rows, report
+from benchmarks.common import REPO_ROOT, log
+from benchmarks.frontier_report import report
+from benchmarks.frontier_store import (
+    RECORDS_CANDIDATES,
+    REWARDS,
+    VARIANTS,
+    questions,
+    read_rows,
+    store_path,
+    variant_of,
+)
 from langchain_darwin.rewards.base import RewardModel, Scored
 
 if TYPE_CHECKING:
     from langchain_darwin.config import DarwinConfig
 
-RESULTS = REPO_ROOT / "benchmarks" / "results"
 #: method, MC, nb, m for each searched configuration (the issue's grid; m=80 for two).
 GRID = [
     f"{method}:{mc}:{nb}:40"
@@ -49,27 +57,6 @@ GRID = [
     for nb in (1, 2)
     for mc in (1, 2, 3)
 ] + ["darwin:1:1:80", "sample_replace:1:1:80"]
-#: Extra knobs a config name may carry after a fourth colon.
-VARIANTS: dict[str, dict[str, Any]] = {
-    "": {},
-    "topk": {"selection": "top_k"},  # the paper's selection (the default until softmax won)
-    "softmax": {"selection": "softmax", "selection_temperature": 0.5},
-    # rewrites that read as statements or answers fall back to the instruction
-    "asks": {"selection": "softmax", "selection_temperature": 0.5, "rewrites_must_ask": True},
-    "noseed": {"seed_answer": False},
-    "until120": {"replacement_horizon": 120},
-    "hints": {"mutation_source": "hints"},  # fixed answering hints instead of policy rewrites
-    # today's default, its records also holding every final candidate's text (``candidates``),
-    # so a rule for the final choice can be evaluated on them afterwards (the consensus guard)
-    "cands": {},
-}
-#: Variants whose records hold every final candidate (the seed answer and each cycle's beams).
-RECORDS_CANDIDATES = frozenset({"cands"})
-
-
-def variant_of(name: str) -> str:
-    """The variant a config name carries after its fourth colon ("" for none)."""
-    return name.split(":")[4] if name.count(":") == 4 else ""
 
 
 def parse_config(name: str) -> tuple[str, dict[str, Any]]:
@@ -83,13 +70,6 @@ def parse_config(name: str) -> tuple[str, dict[str, Any]]:
     mc, nb, m = (int(p) for p in parts[1:4])
     knobs = {"iterations": mc, "beams_per_instruction": nb, "replacement_period": m}
     return parts[0], {**knobs, **VARIANTS[variant]}
-
-
-def questions(count: int) -> list[dict[str, Any]]:
-    """The first ``count`` stratified MT-Bench questions (one per category in turn); even
-    positions form the tuning half, odd ones the held-out half."""
-    items = pick_prompts(DEFAULT_QUESTIONS, count, stratified=True)
-    return [{**q, "half": "tune" if i % 2 == 0 else "held_out"} for i, q in enumerate(items)]
 
 
 # -- the reward -----------------------------------------------------------------------------
@@ -121,17 +101,6 @@ class TimedReward(RewardModel):
         seconds = getattr(self.local, "seconds", 0.0)
         self.local.seconds = 0.0
         return seconds
-
-
-#: The steering rewards a run may use: ``whole`` is today's ``default_reward()``, which reads
-#: every answer token; ``first64`` is the one before it (``whole_answer=False``: fluency read
-#: 64 tokens, relevance one capped cosine of the whole answer), kept for the first run's records.
-REWARDS = ("whole", "first64")
-
-
-def store_path(kind: str) -> Path:
-    """Where a run steered by reward ``kind`` keeps its records (committed)."""
-    return RESULTS / f"frontier-{kind}.jsonl.gz"
 
 
 def build_reward(kind: str = "whole") -> TimedReward:

@@ -19,33 +19,16 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import load_first_turns, log
+from benchmarks.frontier_store import REWARDS, answer_key, load, load_scores, sidecar, store_path
 
 #: Policy tokens per cut of the prefix rewards (the frontier's replacement period, m = 40).
 PERIOD = 40
-
-
-def answer_key(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-def sidecar(store: Path) -> Path:
-    return store.with_name(store.name.replace(".jsonl.gz", "-answers.json.gz"))
-
-
-def load_scores(store: Path) -> dict[str, Any]:
-    path = sidecar(store)
-    if not path.exists():
-        return {"held_out": {}, "prefix": {}}
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        scores: dict[str, Any] = json.load(fh)
-    return scores
 
 
 def _save(store: Path, scores: dict[str, Any]) -> None:
@@ -59,7 +42,6 @@ def fill(store: Path, budget_s: float, prefix_samples: int = 16) -> None:
     ``prefix_samples`` of each question's pool (each a reward call on about seven texts: its
     cuts and itself)."""
     from benchmarks.frontier import build_reward
-    from benchmarks.frontier_report import load
     from benchmarks.quality_registry import reverse_likelihood
     from langchain_darwin.inprocess.models import load_policy
 
@@ -109,8 +91,6 @@ def fill(store: Path, budget_s: float, prefix_samples: int = 16) -> None:
 
 
 def main() -> None:
-    from benchmarks.frontier import REWARDS, store_path
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reward", choices=REWARDS, default="whole", help="whose records")
     parser.add_argument("--store", help="default: results/frontier-REWARD.jsonl.gz")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.frontier_stats import bon_at, bon_curve, fmt_ci, mean_ci
+from benchmarks.frontier_store import answer_key
 
 #: Weights the report replays (0: today's choice, the reward alone).
 GUARD_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -102,7 +103,6 @@ def fill(records: list[dict[str, Any]], scores: dict[str, Any], held_out: Any) -
     consensus values, the pools' cosine matrices, and the held-out score (``held_out(qid,
     text)``, stored in ``scores["held_out"]``) of every answer some weight picks. Returns how
     many answers were embedded or scored."""
-    from benchmarks.frontier_answers import answer_key
     from langchain_darwin.inprocess.default_reward import embed
 
     done = 0
@@ -187,8 +187,6 @@ def _diffs(
     """Per question: the guarded pick minus plain Best-of-N and minus guarded Best-of-N, on
     the steering reward and the held-out score, at the search's generated tokens; and
     whether the pick ended by itself."""
-    from benchmarks.frontier_answers import answer_key
-
     out: dict[str, list[float]] = {"steer": [], "held": [], "steer_g": [], "held_g": []}
     out["ended"] = []
     for r in records:

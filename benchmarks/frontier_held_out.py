@@ -94,7 +94,7 @@ def rewrite_drift(
 
         embed = minilm
     if asked is None:
-        from benchmarks.frontier import questions
+        from benchmarks.frontier_store import questions
 
         asked = {q["id"]: q["prompt"] for q in questions(80)}
     pools = {r["qid"]: r for r in records if r["config"] == "bon" and "held_out" in r}

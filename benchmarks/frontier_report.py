@@ -3,12 +3,10 @@ every searched configuration against it at equal generated tokens, the search's 
 diagnostics of issue 18 item 3 (partial against final rewards, mutation, beams by kind, knob
 pairs), the plot, and the machine-readable last line. The held-out score's diagnosis is
 ``frontier_held_out``, the guards' replay ``frontier_guard``, the arithmetic
-``frontier_stats``."""
+``frontier_stats``, reading the store ``frontier_store``."""
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 import statistics
 from collections import defaultdict
@@ -17,66 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.frontier_stats import bon_at, bon_curve, expected_best, fmt_ci, mean_ci, spearman
+from benchmarks.frontier_store import (
+    RECORDS_CANDIDATES,
+    VARIANTS,
+    attach_answer_scores,
+    load,
+    load_scores,
+    variant_of,
+)
 
 #: Budgets of the last line, in multiples of Best-of-5's beams (DARWIN MC x nb).
 MULTIPLES = (1, 2, 4)
-
-
-def read_rows(store: Path) -> list[dict[str, Any]]:
-    """A gzip store's JSON lines as written (none if there is no store yet)."""
-    if not store.exists():
-        return []
-    with gzip.open(store, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def load(store: Path) -> list[dict[str, Any]]:
-    if not store.exists():
-        raise SystemExit(f"no records at {store}: run python -m benchmarks.frontier first")
-    return join_pools(read_rows(store))
-
-
-def attach_answer_scores(records: list[dict[str, Any]], scores: dict[str, Any]) -> None:
-    """Put the sidecar's scores (benchmarks/frontier_answers.py) on the records: ``held_out``
-    per pool sample (only if every sample has one) or the search's answer; ``prefix`` rewards
-    for the pool's first samples, as far as they are cut (the sidecar cuts the first 16)."""
-    from benchmarks.frontier_answers import answer_key
-
-    for r in records:
-        qid = str(r["qid"])
-        held, prefix = scores["held_out"].get(qid, {}), scores["prefix"].get(qid, {})
-        if r["config"] == "bon":
-            answers = r.get("answers") or []
-            if len(answers) != len(r["rewards"]) or None in answers:
-                continue
-            keys = [answer_key(a) for a in answers]
-            if all(k in held for k in keys):
-                r["held_out"] = [held[k] for k in keys]
-            cut = next((i for i, k in enumerate(keys) if k not in prefix), len(keys))
-            if cut >= 2:
-                r["prefix"] = [prefix[k] for k in keys[:cut]]
-        elif r.get("answer") is not None and answer_key(r["answer"]) in held:
-            r["held_out"] = held[answer_key(r["answer"])]
-
-
-def join_pools(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One Best-of-N pool per question: records of later, larger ``--pool`` runs join it."""
-    pools: dict[Any, dict[str, Any]] = {}
-    for r in sorted(
-        (r for r in rows if r["config"] == "bon"), key=lambda r: r.get("pool_start", 0)
-    ):
-        if r["qid"] not in pools:
-            pools[r["qid"]] = {**r, **{k: list(r[k]) for k in ("rewards", "tokens", "ended")}}
-            continue
-        pool = pools[r["qid"]]
-        if "answers" in pool or "answers" in r:  # records from before answers were stored: None
-            before = pool.get("answers", [None] * len(pool["rewards"]))
-            pool["answers"] = before + r.get("answers", [None] * len(r["rewards"]))
-        for key in ("rewards", "tokens", "ended"):
-            pool[key] = pool[key] + r[key]
-        for key in ("prefilled", "decoded", "wall_s", "reward_s"):
-            pool[key] += r[key]
-    return [r for r in rows if r["config"] != "bon"] + list(pools.values())
 
 
 def family(config: str) -> str:
@@ -176,7 +125,6 @@ def default_knobs(config: str) -> bool:
     record's name says what it ran with: records run before a default changed carry the
     variant that names their knobs, e.g. ``topk``). A replicate that records candidates
     (``cands``) is not one: the last line and the pairings keep the runs it repeats."""
-    from benchmarks.frontier import RECORDS_CANDIDATES, VARIANTS, variant_of
     from langchain_darwin.config import DarwinConfig
 
     variant = variant_of(config)
@@ -568,8 +516,6 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 
 def report(store: Path, plot_path: Path) -> None:
     from benchmarks import frontier_guard, frontier_held_out
-    from benchmarks.frontier import RECORDS_CANDIDATES, variant_of
-    from benchmarks.frontier_answers import load_scores
 
     everything = load(store)
     scores = load_scores(store)

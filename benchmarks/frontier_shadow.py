@@ -33,12 +33,11 @@ from benchmarks.frontier import (
     _interrupt,
     build_reward,
     parse_config,
-    questions,
     search_config,
     served_policy,
 )
-from benchmarks.frontier_report import read_rows
 from benchmarks.frontier_stats import mean_ci
+from benchmarks.frontier_store import questions, read_rows
 
 STORE = REPO_ROOT / "benchmarks" / "results" / "frontier-shadow.jsonl.gz"
 

@@ -1,6 +1,6 @@
-"""The frontier's arithmetic (benchmarks/frontier_stats.py, frontier_report.py,
-frontier_held_out.py): Best-of-N from one pool, the comparison at equal generated tokens, and
-the diagnosis lines the report prints."""
+"""The frontier's arithmetic (benchmarks/frontier_stats.py, frontier_store.py,
+frontier_report.py, frontier_held_out.py): Best-of-N from one pool, the comparison at equal
+generated tokens, and the diagnosis lines the report prints."""
 
 from __future__ import annotations
 
@@ -9,15 +9,9 @@ import statistics
 
 import pytest
 
-from benchmarks.frontier_report import (
-    attach_answer_scores,
-    config_rows,
-    held_out_table,
-    join_pools,
-    last_line,
-    prefix_vs_final,
-)
+from benchmarks.frontier_report import config_rows, held_out_table, last_line, prefix_vs_final
 from benchmarks.frontier_stats import bon_at, bon_curve, expected_best, spearman
+from benchmarks.frontier_store import attach_answer_scores, join_pools
 
 POOL = [0.3, 1.2, -0.5, 0.9, 0.9, 2.0, 0.1]
 
@@ -85,7 +79,7 @@ def test_pools_of_two_runs_join_with_their_answers_aligned() -> None:
 
 
 def test_held_out_scores_are_read_at_the_searchs_own_tokens() -> None:
-    from benchmarks.frontier_answers import answer_key
+    from benchmarks.frontier_store import answer_key
 
     answers = [f"answer {i}" for i in range(len(POOL))]
     pool = {**pool_record(1, POOL), "answers": answers}
