@@ -13,7 +13,32 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.frontier_stats import bon_at, bon_curve, expected_best, fmt_ci, mean_ci, spearman
+from benchmarks.frontier_stats import (
+    BOOT,
+    bon_at,
+    bon_curve,
+    expected_best,
+    fmt_ci,
+    mean_ci,
+    spearman,
+)
+
+
+def against_bon(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], float, float]]:
+    """Each search with a held-out score, and its answer minus Best-of-N's pick at the
+    search's own generated tokens: (record, held-out difference, steering difference). Each
+    pool's curve is built once."""
+    pools = {r["qid"]: r for r in records if r["config"] == "bon" and "held_out" in r}
+    curves = {q: bon_curve(p) for q, p in pools.items()}
+    return [
+        (
+            r,
+            r["held_out"] - bon_at(curves[r["qid"]], r["generated"], "held_out")[0],
+            r["final_reward"] - bon_at(curves[r["qid"]], r["generated"])[0],
+        )
+        for r in records
+        if r["config"] != "bon" and "held_out" in r and r["qid"] in curves
+    ]
 
 
 def held_out_links(records: list[dict[str, Any]]) -> list[str]:
@@ -55,17 +80,12 @@ def kind_against_bon(records: list[dict[str, Any]]) -> list[str]:
     method and by the kind of instruction that wrote the answer (every budget and setting of
     the grid; ``cands`` replicates excluded by the caller). The kind is the search's own
     outcome, not assigned: read it as where the held-out loss sits, not as its cause."""
-    pools = {r["qid"]: r for r in records if r["config"] == "bon" and "held_out" in r}
     by: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"held": [], "steer": []})
-    for r in records:
-        pool = pools.get(r["qid"])
-        if r["config"] == "bon" or "held_out" not in r or pool is None:
-            continue
-        curve = bon_curve(pool)
+    for r, held, steer in against_bon(records):
         kind = (r.get("summary") or {}).get("kind") or "none"
         label = f"{r['config'].split(':')[0]} winner under {kind}"
-        by[label]["held"].append(r["held_out"] - bon_at(curve, r["generated"], "held_out")[0])
-        by[label]["steer"].append(r["final_reward"] - bon_at(curve, r["generated"])[0])
+        by[label]["held"].append(held)
+        by[label]["steer"].append(steer)
     if not by:
         return []
     lines = [
@@ -97,14 +117,11 @@ def rewrite_drift(
         from benchmarks.frontier_store import questions
 
         asked = {q["id"]: q["prompt"] for q in questions(80)}
-    pools = {r["qid"]: r for r in records if r["config"] == "bon" and "held_out" in r}
-    rows = []
-    for r in records:
-        summary = r.get("summary") or {}
-        if summary.get("kind") != "rewrite" or "held_out" not in r or r["qid"] not in pools:
-            continue
-        held = r["held_out"] - bon_at(bon_curve(pools[r["qid"]]), r["generated"], "held_out")[0]
-        rows.append((asked[r["qid"]], summary["instruction"], held))
+    rows = [
+        (asked[r["qid"]], r["summary"]["instruction"], held)
+        for r, held, _ in against_bon(records)
+        if (r.get("summary") or {}).get("kind") == "rewrite"
+    ]
     if len(rows) < 4:
         return []
     a, b = embed([x[0] for x in rows]), embed([x[1] for x in rows])
@@ -132,14 +149,10 @@ def agreement_link(records: list[dict[str, Any]]) -> list[str]:
     into a gain; the steering difference is the check that the search itself does not."""
     pools = {r["qid"]: r for r in records if r["config"] == "bon" and "held_out" in r}
     by_q: dict[Any, dict[str, list[float]]] = defaultdict(lambda: {"held": [], "steer": []})
-    for r in records:
-        pool = pools.get(r["qid"])
-        if r["config"] in DEFAULTS and "held_out" in r and pool is not None:
-            curve = bon_curve(pool)
-            by_q[r["qid"]]["held"].append(
-                r["held_out"] - bon_at(curve, r["generated"], "held_out")[0]
-            )
-            by_q[r["qid"]]["steer"].append(r["final_reward"] - bon_at(curve, r["generated"])[0])
+    for r, held, steer in against_bon(records):
+        if r["config"] in DEFAULTS:
+            by_q[r["qid"]]["held"].append(held)
+            by_q[r["qid"]]["steer"].append(steer)
     rows = [
         (rho, statistics.fmean(d["held"]), statistics.fmean(d["steer"]))
         for q, d in by_q.items()
@@ -155,7 +168,7 @@ def agreement_link(records: list[dict[str, Any]]) -> list[str]:
     ]
     for col, label in ((1, "held-out"), (2, "steering")):
         boots = []
-        for _ in range(2000):
+        for _ in range(BOOT):
             sample = data[rng.integers(0, len(data), len(data))]
             rho = spearman(sample[:, 0].tolist(), sample[:, col].tolist())
             if rho is not None:
