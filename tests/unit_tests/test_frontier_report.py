@@ -398,7 +398,7 @@ def test_rewrite_drift_ranks_each_rewrites_similarity_against_its_held_out_loss(
     base = bon_at(curve, 100, "held_out")[0]
     # rewrite i sits at cosine 0.6 + 0.1 i from the question, and loses less as it nears it
     searches = [
-        {"qid": qid, "config": "darwin:1:1:40:softmax", "generated": 100,
+        {"qid": qid, "config": "darwin:1:1:40:softmax", "generated": 100, "final_reward": 1.0,
          "held_out": base - 0.4 + 0.1 * i, "summary": {"kind": "rewrite", "instruction": f"r{i}"}}
         for i in range(4)
     ]  # fmt: skip
